@@ -1,0 +1,1 @@
+"""One module per ``bianque`` sub-command (see dicom_node.cli)."""
