@@ -1,0 +1,219 @@
+"""Shared fixtures: real DICOM peers (Orthanc, DCMTK), a generated MR study, and our node.
+
+Fixtures (all function-scoped unless noted):
+
+- ``orthanc`` -> ``peers.OrthancPeer``: Orthanc on free loopback ports with its own storage; stopped
+  afterwards. ``orthanc_session`` (session scope) is one shared instance for read-mostly tests.
+- ``mr_study`` -> ``GeneratedStudy`` (tests/node/mr_study.py): sagittal T2 (7), sagittal T1 (5),
+  axial T2 (4) slices, Part 10 files in a temporary folder. ``write_mr_study`` builds others.
+- ``node_factory`` -> ``make(config=None, processor=None, start=True) -> RunningNode``: our node
+  in-process on a free loopback port, temporary spool, quiet period 0.5 s, short retry delays.
+  ``config`` is a nested dict deep-merged over the test defaults (same keys as the TOML file), e.g.
+  ``make({"destinations": [orthanc_destination(orthanc)]})``. ``processor`` is a
+  ``dicom_node.jobs.StudyProcessor`` (default: the node's own choice from the config). Every node
+  made is stopped at teardown.
+- ``running_node`` -> ``RunningNode``: ``node_factory()`` with defaults.
+- ``node_config_file`` -> ``make(config=None) -> Path``: writes a TOML file with the same defaults
+  (for ``bianque serve --config`` in a subprocess).
+
+Plain helpers: ``orthanc_destination(orthanc, name="orthanc", **retry)`` (a destination dict for an
+OrthancPeer), ``node_test_config(tmp_path, overrides)`` (the merged dict), and from ``peers``:
+``require_tool``, ``free_port``, ``peer_env``, ``wait_for``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TESTS_DIR.parent
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+from peers import OrthancPeer, free_port, peer_env, require_tool, wait_for  # noqa: E402
+
+
+def _load_mr_study_module() -> Any:
+    name = "bianque_tests_mr_study"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, TESTS_DIR / "node" / "mr_study.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_mr = _load_mr_study_module()
+write_mr_study = _mr.write_mr_study
+GeneratedStudy = _mr.GeneratedStudy
+
+__all__ = [
+    "OrthancPeer",
+    "RunningNode",
+    "free_port",
+    "orthanc_destination",
+    "peer_env",
+    "require_tool",
+    "node_test_config",
+    "wait_for",
+    "write_mr_study",
+]
+
+NODE_AET = "BIANQUE"
+TEST_SENDERS = ("STORESCU", "ECHOSCU", "ORTHANC", "TESTSCU", "FINDSCU")
+
+
+# -- Orthanc -----------------------------------------------------------------------------------------
+@pytest.fixture
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancPeer]:
+    peer = OrthancPeer(tmp_path_factory.mktemp("orthanc"))
+    peer.start()
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
+@pytest.fixture(scope="session")
+def orthanc_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancPeer]:
+    peer = OrthancPeer(tmp_path_factory.mktemp("orthanc-session"))
+    peer.start()
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
+# -- generated study -----------------------------------------------------------------------------------
+@pytest.fixture
+def mr_study(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return write_mr_study(tmp_path_factory.mktemp("mr-study"))
+
+
+# -- our node ----------------------------------------------------------------------------------------
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def orthanc_destination(orthanc: OrthancPeer, name: str = "orthanc", **retry: Any) -> dict[str, Any]:
+    """A destination entry (config dict) pointing at an OrthancPeer, with short test retry delays."""
+    policy = {"max_attempts": 20, "initial_delay_s": 0.2, "max_delay_s": 1.0, "multiplier": 2.0, "jitter": 0.1}
+    policy.update(retry)
+    return {"name": name, "ae_title": orthanc.aet, "host": orthanc.host, "port": orthanc.dicom_port, "retry": policy}
+
+
+def node_test_config(tmp_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The node configuration used by tests (a dict with the TOML file's keys), with overrides merged."""
+    base: dict[str, Any] = {
+        "network": {
+            "ae_title": NODE_AET,
+            "bind_address": "127.0.0.1",
+            "port": free_port(),
+            "acse_timeout_s": 10,
+            "dimse_timeout_s": 20,
+            "network_timeout_s": 20,
+        },
+        "allowed_senders": [{"ae_title": aet} for aet in TEST_SENDERS],
+        "destinations": [],
+        "spool": {"directory": str(tmp_path / "spool"), "retention_days": 30},
+        "completion": {"quiet_period_s": 0.5, "poll_interval_s": 0.2},
+        "model": {"weights": "default", "device": "cpu", "cpu_threads": 1},
+        "processing": {"enabled": False},
+        "logging": {"format": "console", "level": "INFO"},
+    }
+    return _deep_merge(base, overrides or {})
+
+
+@dataclass
+class RunningNode:
+    """A node started in-process by ``node_factory``.
+
+    Attributes: ``node`` (dicom_node.node.Node), ``config`` (NodeConfig), ``aet``, ``host``, ``port``,
+    ``spool_dir``. ``index`` is the node's SpoolIndex. ``stop()`` is idempotent.
+    """
+
+    node: Any
+    config: Any
+    aet: str
+    host: str
+    port: int
+    spool_dir: Path
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def index(self) -> Any:
+        return self.node.index
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self.node.stop()
+
+
+@pytest.fixture
+def node_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RunningNode]]:
+    from dicom_node.config import NodeConfig
+    from dicom_node.node import Node
+
+    made: list[RunningNode] = []
+
+    def make(
+        config: dict[str, Any] | None = None,
+        processor: Any = None,
+        start: bool = True,
+    ) -> RunningNode:
+        workdir = tmp_path_factory.mktemp("node")
+        settings = NodeConfig.model_validate(node_test_config(workdir, config))
+        node = Node(settings, processor=processor)
+        handle = RunningNode(
+            node=node,
+            config=settings,
+            aet=settings.network.ae_title,
+            host="127.0.0.1",
+            port=settings.network.port,
+            spool_dir=Path(settings.spool.directory),
+        )
+        made.append(handle)
+        if start:
+            node.start()
+        return handle
+
+    try:
+        yield make
+    finally:
+        for handle in reversed(made):
+            handle.stop()
+
+
+@pytest.fixture
+def running_node(node_factory: Callable[..., RunningNode]) -> RunningNode:
+    return node_factory()
+
+
+@pytest.fixture
+def node_config_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    from dicom_node.config import dump_toml
+
+    def make(config: dict[str, Any] | None = None) -> Path:
+        workdir = tmp_path_factory.mktemp("node-config")
+        path = workdir / "bianque-node.toml"
+        path.write_text(dump_toml(node_test_config(workdir, config)))
+        return path
+
+    return make
