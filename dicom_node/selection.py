@@ -88,12 +88,17 @@ class SelectionRules(BaseModel):
         r"t2",
         r"sag",
     )
-    slice_mode: Literal["center", "best"] = Field(
-        "center", description="mid-sagittal slice: geometric centre, or best of the central few by segmentation"
+    excluded_description_patterns: tuple[str, ...] = Field(
+        (), description="series whose description/protocol matches any of these are refused"
+    )
+    mid_slice: Literal["centre", "best"] = Field(
+        "centre", description="mid-sagittal slice: geometric centre, or best of the central few by segmentation"
     )
     best_candidates: int = Field(5, ge=1, le=15, description="slices around the centre segmented in 'best' mode")
 
-    @field_validator("fat_suppression_patterns", "localizer_patterns", "preferred_description_patterns")
+    @field_validator(
+        "fat_suppression_patterns", "localizer_patterns", "preferred_description_patterns", "excluded_description_patterns"
+    )
     @classmethod
     def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in value:
@@ -107,6 +112,25 @@ class SelectionRules(BaseModel):
     @classmethod
     def _upper(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(v.strip().upper() for v in value)
+
+
+def rules_from_config(selection: Any) -> SelectionRules:
+    """SelectionRules from the configuration's ``[selection]`` section (dicom_node.config.SelectionConfig):
+    ``include_series_regex`` (preferred descriptions, in order; replaces the defaults when given),
+    ``exclude_series_regex`` and ``mid_slice``; any field of SelectionRules of the same name is taken too."""
+    if selection is None:
+        return SelectionRules()
+    if isinstance(selection, SelectionRules):
+        return selection
+    data = selection.model_dump() if hasattr(selection, "model_dump") else dict(selection)
+    values: dict[str, Any] = {k: v for k, v in data.items() if k in SelectionRules.model_fields}
+    if data.get("include_series_regex"):
+        values["preferred_description_patterns"] = tuple(data["include_series_regex"])
+    if data.get("exclude_series_regex"):
+        values["excluded_description_patterns"] = tuple(data["exclude_series_regex"])
+    if data.get("mid_slice") in ("center", "centre"):
+        values["mid_slice"] = "centre"
+    return SelectionRules(**values)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -557,6 +581,9 @@ def decide_series(instances: Sequence[InstanceHeader], rules: SelectionRules) ->
         reasons.append(f"body part {body_part}, not the lumbar spine")
 
     texts = [description, _text(first, "ProtocolName")]
+    excluded = _matches(rules.excluded_description_patterns, texts)
+    if excluded:
+        reasons.append(f"excluded by selection.exclude_series_regex ({excluded})")
     rank = len(rules.preferred_description_patterns)
     for index, pattern in enumerate(rules.preferred_description_patterns):
         if _matches([pattern], texts):

@@ -13,6 +13,7 @@ from dicom_node.selection import (
     center_index,
     group_by_study,
     read_headers,
+    rules_from_config,
     select_series,
     series_slices,
 )
@@ -29,19 +30,7 @@ def load_rules(config_path: Path | None) -> SelectionRules:
         return SelectionRules()
     from dicom_node.config import load_config  # the node's schema owns the file format
 
-    config = load_config(config_path)
-    return rules_from_config(config)
-
-
-def rules_from_config(config: object) -> SelectionRules:
-    selection = getattr(config, "selection", None)
-    if selection is None:
-        return SelectionRules()
-    if isinstance(selection, SelectionRules):
-        return selection
-    data = selection.model_dump() if hasattr(selection, "model_dump") else dict(vars(selection))
-    known = set(SelectionRules.model_fields)
-    return SelectionRules(**{k: v for k, v in data.items() if k in known})
+    return rules_from_config(load_config(config_path).selection)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         mid = slices[center_index(slices)]
         frame = "" if mid.frame_index is None else f", frame {mid.frame_index + 1}"
         console.print(
-            f"Mid-sagittal slice ({rules.slice_mode} mode{' uses the model; centre shown' if rules.slice_mode == 'best' else ''}):"
+            f"Mid-sagittal slice ({rules.mid_slice} mode{' uses the model; centre shown' if rules.mid_slice == 'best' else ''}):"
             f" {mid.path}{frame} (SOP {mid.sop_instance_uid}, {mid.position_mm:+.1f} mm along the normal,"
             f" {center_index(slices) + 1} of {len(slices)})"
         )

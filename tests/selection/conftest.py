@@ -45,7 +45,7 @@ class StudyWriter:
         self.series_number += 1
         series_uid = generate_uid()
         number = series_number if series_number is not None else self.series_number
-        folder = self.root / f"series{number:03d}"
+        folder = self.root / f"series{self.series_number:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         row, col = np.array(orientation[:3]), np.array(orientation[3:])
         normal = np.cross(row, col)

@@ -239,3 +239,24 @@ def test_non_dicom_files_reported(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     headers, unreadable = read_headers([tmp_path])
     assert headers == [] and len(unreadable) == 1 and "notes.txt" in unreadable[0]
+
+
+def test_rules_from_node_config_section(study_writer):
+    from dicom_node.config import SelectionConfig
+
+    from dicom_node.selection import rules_from_config
+
+    rules = rules_from_config(
+        SelectionConfig(include_series_regex=[r"^SPINE"], exclude_series_regex=[r"research"], mid_slice="best")
+    )
+    assert rules.preferred_description_patterns == (r"^SPINE",)
+    assert rules.excluded_description_patterns == (r"research",)
+    assert rules.mid_slice == "best"
+    w = study_writer()
+    w.series("T2 SAG research")
+    w.series("SPINE t2", series_number=1)
+    w.series("T2 SAG", series_number=9)
+    selection = _select(w.root, rules)
+    refused = next(d for d in selection.decisions if d.description == "T2 SAG research")
+    assert not refused.accepted and any("exclude_series_regex" in r for r in refused.reasons)
+    assert selection.chosen is not None and selection.chosen.description == "SPINE t2"
