@@ -1,0 +1,307 @@
+"""Ingest benchmark: instances/s and MB/s received by our node vs DCMTK storescp and Orthanc.
+
+Same files for all three receivers (default: 400 MR slices of 512x512x16 bit, ~0.5 MB each), sent by
+DCMTK ``/usr/bin/storescu`` over loopback, once in one association and once split over four
+concurrent associations, in one run. ``TCP_NODELAY=1`` is set in the environment of every DCMTK
+program and of Orthanc (otherwise DCMTK leaves Nagle on and each C-STORE stalls ~40 ms).
+
+Receivers:
+* ``storescp`` (DCMTK, ``--fork`` so concurrent associations run in parallel): writes files, never
+  syncs: the ceiling;
+* Orthanc with its default ``SyncStorageArea`` (fdatasync before answering): the durable peer to beat;
+* our node (``bianque serve``, processing disabled): durable (temp file, fsync, rename, SQLite index).
+
+Also: a sender with Nagle on (no TCP_NODELAY in storescu's env) against our node must not stall.
+
+Usage: ``.venv/bin/python bench/bench_ingest.py [--count 400] [--size 512] [--out bench/results/ingest.md]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+REPO = Path(__file__).resolve().parents[1]
+STORESCU = "/usr/bin/storescu"
+STORESCP = "/usr/bin/storescp"
+ORTHANC = next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), None)
+NODE_AET = "BIANQUE"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout_s} s")
+
+
+def env(nodelay: bool = True) -> dict[str, str]:
+    e = dict(os.environ)
+    if nodelay:
+        e["TCP_NODELAY"] = "1"
+    else:
+        e.pop("TCP_NODELAY", None)
+    return e
+
+
+def write_files(folder: Path, count: int, size: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    paths = []
+    for i in range(count):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = MRImageStorage
+        sop = generate_uid()
+        meta.MediaStorageSOPInstanceUID = sop
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, sop
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.Modality, ds.PatientID, ds.PatientName = "MR", "BENCH", "BENCH^INGEST"
+        ds.SeriesNumber, ds.InstanceNumber, ds.SeriesDescription = 1, i + 1, "T2 TSE SAG"
+        ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]
+        ds.ImagePositionPatient = [float(i) * 0.5, -128.0, 128.0]
+        ds.PixelSpacing, ds.SliceThickness = [0.5, 0.5], 0.5
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.PixelData = rng.integers(0, 4096, (size, size), dtype=np.uint16).tobytes()
+        path = folder / f"IM{i:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class Receiver:
+    name: str
+    port: int
+    aet: str
+    process: subprocess.Popen[bytes]
+    count_received: callable  # type: ignore[valid-type]
+    workdir: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_storescp(workdir: Path) -> Receiver:
+    out = workdir / "received"
+    out.mkdir(parents=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [STORESCP, "--fork", "-od", str(out), "-aet", "STORESCP", str(port)],
+        env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return Receiver("DCMTK storescp (no fsync)", port, "STORESCP", proc,
+                    lambda: sum(1 for _ in out.iterdir()), workdir)
+
+
+def start_orthanc(workdir: Path) -> Receiver:
+    assert ORTHANC is not None
+    port, http = free_port(), free_port()
+    storage = workdir / "storage"
+    config = {
+        "Name": "bench", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
+        "HttpPort": http, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "DicomAet": "ORTHANC", "DicomPort": port, "DicomCheckCalledAet": False,
+        "DicomAlwaysAllowStore": True, "DicomAlwaysAllowEcho": True, "Plugins": [],
+    }
+    (workdir / "orthanc.json").write_text(json.dumps(config))
+    log = open(workdir / "orthanc.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([ORTHANC, str(workdir / "orthanc.json")], env=env(), stdout=log, stderr=subprocess.STDOUT)
+    wait_port(port)
+    wait_port(http)
+    import requests
+
+    def count() -> int:
+        return int(requests.get(f"http://127.0.0.1:{http}/statistics", timeout=10).json()["CountInstances"])
+
+    return Receiver("Orthanc (SyncStorageArea, default)", port, "ORTHANC", proc, count, workdir)
+
+
+def start_node(workdir: Path) -> Receiver:
+    from dicom_node.config import dump_toml
+
+    port = free_port()
+    config = {
+        "network": {"ae_title": NODE_AET, "bind_address": "127.0.0.1", "port": port, "max_associations": 16},
+        "allowed_senders": [{"ae_title": "STORESCU"}],
+        "destinations": [],
+        "spool": {"directory": str(workdir / "spool")},
+        "completion": {"quiet_period_s": 3600.0},
+        "processing": {"enabled": False},
+        "logging": {"format": "json", "level": "WARNING"},
+    }
+    path = workdir / "node.toml"
+    path.write_text(dump_toml(config))
+    log = open(workdir / "node.log", "wb")  # noqa: SIM115
+    bianque = Path(sys.executable).with_name("bianque")
+    proc = subprocess.Popen([str(bianque), "serve", "--config", str(path)], stdout=log, stderr=subprocess.STDOUT)
+    wait_port(port, 60)
+    spool = workdir / "spool"
+
+    def count() -> int:
+        import sqlite3
+
+        db = spool / "index.sqlite3"
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
+
+    return Receiver("bianque-node (fsync + rename + SQLite)", port, NODE_AET, proc, count, workdir)
+
+
+def send(receiver: Receiver, files: list[Path], associations: int, nodelay: bool = True) -> float:
+    chunks = [files[i::associations] for i in range(associations)]
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [STORESCU, "-aet", "STORESCU", "-aec", receiver.aet, "127.0.0.1", str(receiver.port), *map(str, chunk)],
+            env=env(nodelay), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        for chunk in chunks
+    ]
+    errors = []
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            errors.append(err.decode(errors="replace")[-500:])
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise RuntimeError(f"storescu to {receiver.name} failed: {errors}")
+    return elapsed
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPU cores ({cpu}), {mem:.0f} GiB RAM, "
+        f"Python {platform.python_version()}; load average before the run {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=400)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--nagle-count", type=int, default=100, help="instances for the Nagle-on check")
+    parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
+    parser.add_argument("--receivers", default="storescp,orthanc,node")
+    args = parser.parse_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="bianque-bench-ingest-"))
+    header = machine()
+    try:
+        files = write_files(root / "files", args.count, args.size)
+        total_mb = sum(f.stat().st_size for f in files) / 1e6
+        rows: list[tuple[str, int, float, float, float]] = []
+        starters = {"storescp": start_storescp, "orthanc": start_orthanc, "node": start_node}
+        for key in args.receivers.split(","):
+            for associations in (1, 4):
+                workdir = root / f"{key}-{associations}"
+                workdir.mkdir()
+                receiver = starters[key](workdir)
+                try:
+                    elapsed = send(receiver, files, associations)
+                    deadline = time.monotonic() + 30
+                    while receiver.count_received() < len(files) and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                    got = receiver.count_received()
+                    if got != len(files):
+                        raise RuntimeError(f"{receiver.name}: {got} of {len(files)} instances stored")
+                finally:
+                    receiver.stop()
+                rows.append((receiver.name, associations, elapsed, len(files) / elapsed, total_mb / elapsed))
+                print(f"{receiver.name:45s} {associations} assoc: {len(files) / elapsed:7.1f} inst/s "
+                      f"{total_mb / elapsed:7.1f} MB/s ({elapsed:.2f} s)", flush=True)
+                shutil.rmtree(workdir, ignore_errors=True)
+        nagle_line = ""
+        if "node" in args.receivers:
+            workdir = root / "nagle"
+            workdir.mkdir()
+            receiver = start_node(workdir)
+            try:
+                subset = files[: args.nagle_count]
+                t_on = send(receiver, subset, 1, nodelay=False)
+            finally:
+                receiver.stop()
+            rate = len(subset) / t_on
+            verdict = "no stall" if rate > 60 else "STALL (about 40 ms per C-STORE)"
+            nagle_line = (f"Nagle on in the sender (storescu without TCP_NODELAY) -> our node: {len(subset)} instances "
+                          f"in {t_on:.2f} s = {rate:.0f} instances/s: {verdict}.")
+            print(nagle_line)
+        table = [
+            "| receiver | associations | seconds | instances/s | MB/s |",
+            "|---|---:|---:|---:|---:|",
+            *[f"| {n} | {a} | {t:.2f} | {r:.0f} | {mb:.1f} |" for n, a, t, r, mb in rows],
+        ]
+        text = "\n".join(
+            [
+                "# Ingest benchmark",
+                "",
+                f"Machine: {header}.",
+                "",
+                f"{len(files)} MR instances of {args.size}x{args.size}x16 bit ({total_mb:.0f} MB in all), explicit VR "
+                "little endian, sent by DCMTK `/usr/bin/storescu` over loopback; four associations = four storescu "
+                "processes each sending a quarter. TCP_NODELAY=1 in the environment of every DCMTK program and of "
+                "Orthanc. One run (`bench/bench_ingest.py`).",
+                "",
+                *table,
+                "",
+                nagle_line,
+                "",
+            ]
+        )
+        print(text)
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,477 @@
+"""The processing job: one completed study in, SEG + SR + report image files out.
+
+select -> load -> segment -> quantify -> encode -> write. The node calls :func:`build_processor` once
+per worker process; the returned processor keeps one :class:`StudyPipeline`, whose model is loaded
+lazily on the first job and reused for every later one. ``bianque analyze`` runs the same pipeline
+offline.
+
+Idempotent: every output UID derives from ``uid_seed`` = study UID + job version + algorithm identity
+(+ the settings that change the result), so processing the same study twice gives byte-for-byte the
+same objects with the same UIDs, and a new job version (a study re-sent with new instances) gives new
+ones. A failure raises :class:`StageError` naming the stage; a study without a lumbar sagittal T2
+series is not a failure: it yields no SEG/SR, a logged reason (and, when configured, a short SR
+saying so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import structlog
+from pydicom.dataset import Dataset
+
+from dicom_node.pipeline_results import map_quantitation, results_document, write_json
+from dicom_node.selection import (
+    InstanceHeader,
+    SelectionRules,
+    SliceRef,
+    StudySelection,
+    center_index,
+    central_indices,
+    read_headers,
+    rules_from_config,
+    select_series,
+    series_slices,
+)
+from dicom_node.slice_choice import best_index
+
+PIPELINE_VERSION = "1"
+STAGES = ("select", "load", "segment", "quantify", "encode", "write")
+
+log = structlog.get_logger("bianque.pipeline")
+
+
+class StageError(Exception):
+    """A job failed in ``stage`` (one of :data:`STAGES`); the message says what to check."""
+
+    def __init__(self, stage: str, message: str, study_uid: str = "") -> None:
+        super().__init__(f"{stage}: {message}")
+        self.stage = stage
+        self.study_uid = study_uid
+        self.detail = message
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Everything the job needs from the configuration (see :meth:`from_config`)."""
+
+    weights: str = "default"
+    device: str = "auto"
+    cpu_threads: int = 2
+    method: str = "default"  # quantitation method: "default" or "bianque2022"
+    decoding: str = "argmax"  # mask decoding: "argmax" or "threshold"
+    selection: SelectionRules = field(default_factory=SelectionRules)
+    report_image: bool = True
+    no_series_sr: bool = False
+    sr_kind: str = "enhanced"
+
+    @classmethod
+    def from_config(cls, config: Any) -> PipelineSettings:
+        model = config.model
+        outputs = getattr(config, "outputs", None)
+        destinations = list(getattr(config, "destinations", []) or [])
+        sr_kinds = {getattr(d, "sr_kind", "enhanced") for d in destinations}
+        return cls(
+            weights=str(model.weights),
+            device=str(model.device),
+            cpu_threads=int(model.cpu_threads),
+            method=str(getattr(model, "quantitation_method", "default")),
+            decoding=str(getattr(model, "mask_decoding", "argmax")),
+            selection=rules_from_config(getattr(config, "selection", None)),
+            report_image=bool(getattr(outputs, "report_image", True)),
+            no_series_sr=bool(getattr(outputs, "no_series_sr", False)),
+            # one SR per job: a destination that asks for another kind than enhanced gets it
+            sr_kind=next(iter(sorted(sr_kinds - {"enhanced"})), "enhanced") if sr_kinds else "enhanced",
+        )
+
+    def fingerprint(self) -> str:
+        """The settings that change the outputs (go into the UID seed)."""
+        return (
+            f"method={self.method};decoding={self.decoding};mid={self.selection.mid_slice};"
+            f"report={self.report_image};sr={self.sr_kind}"
+        )
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    kind: str  # "seg", "sr", "report", "no_series_sr"
+    path: Path
+    sop_class_uid: str
+    sop_instance_uid: str
+    series_instance_uid: str
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    study_uid: str
+    version: str
+    selection: StudySelection
+    slice: SliceRef | None  # the analysed slice (None: no suitable series)
+    quantitation: Any  # quantitation.results.SliceQuantitation (source-grid points) or None
+    outputs: tuple[OutputFile, ...]
+    results_json: Path | None
+    reason: str
+    timings_s: tuple[tuple[str, float], ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def paths(self) -> list[Path]:
+        return [o.path for o in self.outputs]
+
+    def output(self, kind: str) -> OutputFile | None:
+        return next((o for o in self.outputs if o.kind == kind), None)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: list[tuple[str, float]] = []
+
+    def run(self, stage: str, study_uid: str, func: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        try:
+            return func()
+        except StageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is reported with its stage
+            raise StageError(stage, f"{exc.__class__.__name__}: {exc}", study_uid) from exc
+        finally:
+            self.timings.append((stage, round(time.perf_counter() - start, 4)))
+
+
+class StudyPipeline:
+    """One per worker process: holds the settings and (lazily) the model."""
+
+    def __init__(self, settings: PipelineSettings, segmenter: Any | None = None) -> None:
+        self.settings = settings
+        self._segmenter = segmenter
+
+    # -- the model ------------------------------------------------------------------------------------
+    @property
+    def segmenter(self) -> Any:
+        """The Segmenter, created on first use and kept (the model stays loaded)."""
+        if self._segmenter is None:
+            from inference import Segmenter, load_weights
+
+            loaded = load_weights(self.settings.weights, device="cpu")
+            self._segmenter = Segmenter(
+                loaded,
+                device=self.settings.device,
+                cpu_threads=self.settings.cpu_threads,
+                decoding=self.settings.decoding,
+            )
+            log.info(
+                "model_loaded",
+                variant=loaded.variant,
+                weights_sha256=loaded.sha256,
+                device=self.settings.device,
+            )
+        return self._segmenter
+
+    def algorithm(self) -> Any:
+        from sr_templates.identity import AlgorithmInfo
+
+        identity = self.segmenter.identity
+        return AlgorithmInfo(
+            name="BianqueNet",
+            version=f"{_package_version()}+pipeline{PIPELINE_VERSION}",
+            variant=str(identity.variant),
+            weights_sha256=str(identity.weights_sha256),
+        )
+
+    def uid_seed(self, study_uid: str, version: str) -> str:
+        algorithm = self.algorithm()
+        return "|".join(
+            (
+                study_uid,
+                f"v{version}",
+                algorithm.name,
+                algorithm.version,
+                algorithm.variant,
+                algorithm.weights_sha256,
+                self.settings.fingerprint(),
+            )
+        )
+
+    # -- the job --------------------------------------------------------------------------------------
+    def process_files(self, paths: Sequence[Path], out_dir: Path, *, version: str | int = "1") -> StudyOutcome:
+        """Process one study given as DICOM files/folders (headers are read here)."""
+        headers, unreadable = read_headers(paths)
+        for line in unreadable:
+            log.warning("file_skipped", reason=line)
+        return self.process(headers, out_dir, version=version)
+
+    def process(self, headers: Sequence[InstanceHeader], out_dir: Path, *, version: str | int = "1") -> StudyOutcome:
+        version = str(version)
+        timer = _Timer()
+        study_uids = {str(h.dataset.get("StudyInstanceUID", "")) for h in headers}
+        study_uid = next(iter(study_uids), "")
+        if len(study_uids) != 1:
+            raise StageError("select", f"one study per job, got {len(study_uids)} study UIDs", study_uid)
+        bound = log.bind(study_uid=study_uid, job_version=version)
+        out_dir = Path(out_dir)
+
+        selection: StudySelection = timer.run("select", study_uid, lambda: select_series(headers, self.settings.selection))
+        for decision in selection.decisions:
+            bound.info(
+                "series_decision",
+                series_uid=decision.series_uid,
+                accepted=decision.accepted,
+                chosen=decision.chosen,
+                reasons=list(decision.reasons),
+            )
+        if selection.chosen is None:
+            bound.warning("no_suitable_series", reason=selection.reason)
+            outputs: list[OutputFile] = []
+            if self.settings.no_series_sr:
+                outputs = timer.run(
+                    "encode", study_uid, lambda: self._no_series_outputs(headers, selection, out_dir, version)
+                )
+            results_path = timer.run(
+                "write", study_uid, lambda: self._write_results(out_dir, selection, None, None, None, outputs, ())
+            )
+            return StudyOutcome(
+                study_uid=study_uid,
+                version=version,
+                selection=selection,
+                slice=None,
+                quantitation=None,
+                outputs=tuple(outputs),
+                results_json=results_path,
+                reason=selection.reason,
+                timings_s=tuple(timer.timings),
+            )
+
+        chosen_uid = selection.chosen.series_uid
+        series = [h for h in headers if h.series_uid == chosen_uid]
+        slices: list[SliceRef] = timer.run("select", study_uid, lambda: series_slices(series))
+        bound = bound.bind(series_uid=chosen_uid)
+
+        if self.settings.selection.mid_slice == "best" and len(slices) > 1:
+            candidates = central_indices(slices, self.settings.selection.best_candidates)
+        else:
+            candidates = [center_index(slices)]
+        loaded: list[tuple[SliceRef, Dataset]] = timer.run(
+            "load", study_uid, lambda: [(slices[i], _load_slice(slices[i])) for i in candidates]
+        )
+        prepared = timer.run("segment", study_uid, lambda: [self._prepare(ds, ref) for ref, ds in loaded])
+        results = timer.run("segment", study_uid, lambda: list(self.segmenter.segment(prepared)))
+        pick = 0
+        if len(results) > 1:
+            pick = best_index(
+                [np.asarray(r.model_label_map) for r in results], center_index(slices), candidates
+            )
+        ref, source = loaded[pick]
+        prep, result = prepared[pick], results[pick]
+        bound = bound.bind(sop_instance_uid=ref.sop_instance_uid, frame_index=ref.frame_index)
+        bound.info("slice_chosen", mode=self.settings.selection.mid_slice, candidates=len(candidates))
+
+        quantitation = timer.run("quantify", study_uid, lambda: self._quantify(source, prep, result))
+        uid_seed = self.uid_seed(study_uid, version)
+        outputs = timer.run(
+            "encode", study_uid, lambda: self._encode(source, ref, result, quantitation, uid_seed, out_dir)
+        )
+        warnings = tuple(str(w) for w in getattr(result, "warnings", ()) or ())
+        results_path = timer.run(
+            "write",
+            study_uid,
+            lambda: self._write_results(out_dir, selection, ref, quantitation, self.algorithm(), outputs, warnings),
+        )
+        bound.info(
+            "study_processed",
+            outputs=[o.sop_instance_uid for o in outputs],
+            timings_s=dict(timer.timings),
+        )
+        return StudyOutcome(
+            study_uid=study_uid,
+            version=version,
+            selection=selection,
+            slice=ref,
+            quantitation=quantitation,
+            outputs=tuple(outputs),
+            results_json=results_path,
+            reason=selection.reason,
+            timings_s=tuple(timer.timings),
+            warnings=warnings,
+        )
+
+    # -- stages -----------------------------------------------------------------------------------------
+    def _prepare(self, ds: Dataset, ref: SliceRef) -> Any:
+        from inference import prepare_slice
+
+        return prepare_slice(ds, frame_index=ref.frame_index, input_size=self.segmenter.input_size)
+
+    def _quantify(self, source: Dataset, prepared: Any, result: Any) -> Any:
+        from quantitation import quantify_slice
+        from quantitation.demographics import demographics_from_header
+
+        sex, age = demographics_from_header(
+            _str_or_none(source.get("PatientAge")),
+            _str_or_none(source.get("PatientSex")),
+            _str_or_none(source.get("PatientBirthDate")),
+            _str_or_none(source.get("StudyDate")),
+        )
+        model_result = quantify_slice(
+            np.asarray(result.model_label_map),
+            np.asarray(prepared.model_image_8bit),
+            tuple(prepared.model_pixel_spacing_mm),
+            method=self.settings.method,
+            sex=sex,
+            age_years=age,
+        )
+        return map_quantitation(model_result, prepared.transform.model_to_source)
+
+    def _encode(
+        self, source: Dataset, ref: SliceRef, result: Any, quantitation: Any, uid_seed: str, out_dir: Path
+    ) -> list[OutputFile]:
+        from sr_templates import build_measurement_report, build_segmentation
+
+        algorithm = self.algorithm()
+        label_map = np.asarray(result.label_map).astype(np.uint8)
+        seg = build_segmentation(source, label_map, algorithm, frame_index=ref.frame_index, uid_seed=uid_seed)
+        sr = build_measurement_report(
+            source, seg, quantitation, algorithm, frame_index=ref.frame_index, sr_kind=self.settings.sr_kind,
+            uid_seed=uid_seed,
+        )
+        objects: list[tuple[str, Dataset]] = [("seg", seg), ("sr", sr)]
+        if self.settings.report_image:
+            from sr_templates import build_report_image
+
+            report = build_report_image(
+                source, label_map, quantitation, algorithm, frame_index=ref.frame_index, uid_seed=uid_seed
+            )
+            objects.append(("report", report))
+        return [_write_dataset(out_dir, kind, ds) for kind, ds in objects]
+
+    def _no_series_outputs(
+        self, headers: Sequence[InstanceHeader], selection: StudySelection, out_dir: Path, version: str
+    ) -> list[OutputFile]:
+        from sr_templates import build_no_series_report
+
+        images = [h for h in headers if str(h.dataset.get("Modality", "")) == "MR"] or list(headers)
+        reference = images[0].dataset
+        algorithm = self.algorithm()
+        report = build_no_series_report(
+            reference, selection.reason, algorithm, uid_seed=self.uid_seed(selection.study_uid, version)
+        )
+        return [_write_dataset(out_dir, "no_series_sr", report)]
+
+    def _write_results(
+        self,
+        out_dir: Path,
+        selection: StudySelection,
+        ref: SliceRef | None,
+        quantitation: Any,
+        algorithm: Any,
+        outputs: Sequence[OutputFile],
+        warnings: Sequence[str],
+    ) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        chosen = selection.chosen
+        document = results_document(
+            study_uid=selection.study_uid,
+            series_uid=chosen.series_uid if chosen else None,
+            sop_instance_uid=ref.sop_instance_uid if ref else None,
+            frame_index=ref.frame_index if ref else None,
+            quantitation=quantitation,
+            selection_reason=selection.reason,
+            algorithm=(
+                {"name": algorithm.name, "version": algorithm.version, "variant": algorithm.variant,
+                 "weights_sha256": algorithm.weights_sha256}
+                if algorithm is not None
+                else {}
+            ),
+            outputs={o.kind: o.path.name for o in outputs},
+            warnings=warnings,
+        )
+        path = out_dir / "results.json"
+        write_json(path, document)
+        return path
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+
+OUTPUT_NAMES = {"seg": "seg.dcm", "sr": "sr.dcm", "report": "report.dcm", "no_series_sr": "sr.dcm"}
+
+
+def _write_dataset(out_dir: Path, kind: str, ds: Dataset) -> OutputFile:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / OUTPUT_NAMES[kind]
+    tmp = path.with_name(path.name + ".tmp")
+    ds.save_as(tmp, enforce_file_format=True)
+    with open(tmp, "rb") as handle:
+        import os
+
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    return OutputFile(
+        kind=kind,
+        path=path,
+        sop_class_uid=str(ds.SOPClassUID),
+        sop_instance_uid=str(ds.SOPInstanceUID),
+        series_instance_uid=str(ds.SeriesInstanceUID),
+    )
+
+
+def _load_slice(ref: SliceRef) -> Dataset:
+    try:
+        return pydicom.dcmread(ref.path)
+    except Exception as exc:  # noqa: BLE001
+        raise StageError("load", f"cannot read {ref.path} (SOP {ref.sop_instance_uid}): {exc}") from exc
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("bianque-node")
+    except Exception:  # noqa: BLE001
+        return "0"
+
+
+def study_version_from_instances(sop_instance_uids: Sequence[str]) -> str:
+    """A job version for offline runs: changes when the study's instance set changes."""
+    digest = hashlib.sha256("\n".join(sorted(sop_instance_uids)).encode()).hexdigest()
+    return digest[:16]
+
+
+# ------------------------------------------------------------------------------------------------------
+# the node's seam (dicom_node.jobs.StudyProcessor)
+
+
+class PipelineProcessor:
+    """The StudyProcessor the node runs on its worker(s): one pipeline, one model, per process."""
+
+    def __init__(self, settings: PipelineSettings, pipeline: StudyPipeline | None = None) -> None:
+        import threading
+
+        self.pipeline = pipeline or StudyPipeline(settings)
+        self._lock = threading.Lock()  # one job at a time through the model (CPU threads are configured)
+
+    def __call__(self, job: Any) -> list[Path]:
+        files = [path for series in job.series for path in series.files]
+        with self._lock:
+            outcome = self.pipeline.process_files(files, Path(job.work_dir), version=job.version)
+        if not outcome.outputs:
+            log.warning(
+                "job_without_outputs", study_uid=job.study_uid, job_id=job.job_id, reason=outcome.reason
+            )
+        return outcome.paths
+
+
+def build_processor(config: Any) -> PipelineProcessor:
+    """The node's entry point: a processor for ``config`` (NodeConfig); the model loads on the first job."""
+    return PipelineProcessor(PipelineSettings.from_config(config))
