@@ -306,7 +306,7 @@ def build_measurement_report(
     """
     frame_index = check_frame_index(source, frame_index)
     doc_class = sr_document_class(sr_kind)
-    src = metadata_copy(source)
+    src = metadata_copy(source, frame_index)
     if segmentation.StudyInstanceUID != src.StudyInstanceUID:
         raise OutputEncodingError("the segmentation does not belong to the source study")
     ctx = _Context(src, segmentation, algorithm, frame_index, uid_seed)

@@ -74,7 +74,7 @@ def build_segmentation(
     """
     frame_index = check_frame_index(source, frame_index)
     labels = check_label_map(source, label_map)
-    src = metadata_copy(source)
+    src = metadata_copy(source, frame_index)
     structures = present_structures(labels)
     if not structures:
         raise OutputEncodingError(

@@ -58,12 +58,15 @@ def check_label_map(source: Dataset, label_map: np.ndarray) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
-def metadata_copy(source: Dataset) -> Dataset:
+def metadata_copy(source: Dataset, frame_index: int | None = None) -> Dataset:
     """Copy of the source without pixel data, patched for highdicom's single-plane pitfalls.
 
     * Frame of Reference UID is required (the SEG shares it).
     * Slice Thickness must be present for single-frame sources; missing -> Spacing Between Slices.
     * Spacing Between Slices: highdicom invents 1.0 mm when absent; we use the slice thickness.
+    * Multi-frame: highdicom reads Pixel Measures / Plane Orientation from the shared functional
+      groups only; vendors (e.g. Philips) put them per frame, so the analysed frame's items are
+      moved to the shared groups of the copy.
     """
     if not source.get("FrameOfReferenceUID"):
         raise OutputEncodingError(f"{_describe(source)} has no Frame of Reference UID; a SEG cannot reference it")
@@ -76,7 +79,9 @@ def metadata_copy(source: Dataset) -> Dataset:
             continue
         src.add(copy.deepcopy(elem))
     src.file_meta = copy.deepcopy(getattr(source, "file_meta", Dataset()))
-    if not is_multiframe(src):
+    if is_multiframe(src):
+        _hoist_per_frame_geometry(src, frame_index)
+    else:
         thickness = src.get("SliceThickness")
         spacing = src.get("SpacingBetweenSlices")
         if thickness in (None, ""):
@@ -85,6 +90,7 @@ def metadata_copy(source: Dataset) -> Dataset:
             src.SliceThickness = spacing
         if spacing in (None, ""):
             src.SpacingBetweenSlices = src.SliceThickness
+    if not is_multiframe(src):
         for keyword in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
             if not src.get(keyword):
                 raise OutputEncodingError(f"{_describe(source)} lacks {keyword}; the SEG cannot be placed")
@@ -155,3 +161,25 @@ def library_view(src: Dataset, frame_index: int | None) -> Dataset:
             raise OutputEncodingError(f"frame {frame_index + 1} of {_describe(src)} has no {keyword}")
         setattr(view, keyword, item[keyword].value)
     return view
+
+
+def _hoist_per_frame_geometry(src: Dataset, frame_index: int | None) -> None:
+    per_frame = src.get("PerFrameFunctionalGroupsSequence")
+    if not per_frame:
+        raise OutputEncodingError(f"{_describe(src)} is multi-frame but has no Per-frame Functional Groups")
+    if "SharedFunctionalGroupsSequence" not in src or not src.SharedFunctionalGroupsSequence:
+        src.SharedFunctionalGroupsSequence = [Dataset()]
+    shared = src.SharedFunctionalGroupsSequence[0]
+    frame = per_frame[frame_index or 0]
+    for sequence in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
+        if sequence in shared:
+            continue
+        if sequence not in frame:
+            raise OutputEncodingError(f"{_describe(src)} frame {(frame_index or 0) + 1} lacks {sequence}")
+        shared[sequence] = copy.deepcopy(frame[sequence])
+        for item in per_frame:
+            if sequence in item:
+                del item[sequence]
+    measures = shared.PixelMeasuresSequence[0]
+    if measures.get("SliceThickness") in (None, ""):
+        raise OutputEncodingError(f"{_describe(src)} has no Slice Thickness in its Pixel Measures")
