@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import highdicom as hd
-from pydicom.uid import UID, generate_uid
+from pydicom.uid import UID
 
 from sr_templates import codes
 
 MANUFACTURER = "bianque-node"
+# Namespace of our name-based UUIDs (fixed forever: changing it changes every derived UID)
+_UID_NAMESPACE = uuid.UUID("6f1c1a52-5b0e-4c57-9d8e-2b1f3a0c9e41")
+
+
+def _uuid_uid(*parts: str) -> UID:
+    """``2.25.<int>`` UID of a name-based (SHA-1, RFC 4122 v5) UUID of the parts (PS3.5 B.2)."""
+    name = "\x1f".join(parts)
+    return UID(f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}")
 
 
 @dataclass(frozen=True)
@@ -67,11 +76,8 @@ class AlgorithmInfo:
 
 def device_uid(algorithm: AlgorithmInfo) -> UID:
     """Stable Device Observer UID: the same for every run of one algorithm version + weights."""
-    return generate_uid(
-        prefix=None,
-        entropy_srcs=["bianque-node device", algorithm.name, algorithm.version, algorithm.variant,
-                      algorithm.weights_sha256],
-    )
+    return _uuid_uid("bianque-node device", algorithm.name, algorithm.version, algorithm.variant,
+                     algorithm.weights_sha256)
 
 
 def derive_uid(uid_seed: str, *parts: str) -> UID:
@@ -82,4 +88,4 @@ def derive_uid(uid_seed: str, *parts: str) -> UID:
     """
     if not uid_seed:
         raise ValueError("uid_seed must be a non-empty string")
-    return generate_uid(prefix=None, entropy_srcs=["bianque-node", uid_seed, *parts])
+    return _uuid_uid("bianque-node", uid_seed, *parts)

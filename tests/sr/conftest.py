@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import sys
+from io import BytesIO
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,17 +56,31 @@ def mr_factory() -> Callable[..., Dataset]:
     return make_mr_slice
 
 
-@pytest.fixture
-def enhanced_mr() -> Dataset:
-    """Real Enhanced MR sample (10 frames, 64 x 64) with a Chinese patient name put in."""
-    path = SHARED_DATA / "dicom_mr_samples" / "pylibjpeg-data" / "LittleEndianExplicit" / "emri_small.dcm"
+def _shared_file(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.fail(f"shared test data missing: {path} (CI must provide ../shared/data)")
-    ds = pydicom.dcmread(path)
+        pytest.fail(f"shared test data missing: {path} (the repo's sibling ../shared/data must be present)")
+    return path
+
+
+@pytest.fixture
+def real_mr_small() -> Dataset:
+    """Real single-frame MR header (64 x 64, NEMA sample) with a Chinese patient name put in."""
+    ds = pydicom.dcmread(_shared_file("dicom_mr_samples", "pylibjpeg-data", "LittleEndianExplicit", "MR_small.dcm"))
     ds.SpecificCharacterSet = "ISO_IR 192"
     ds.PatientName = CHINESE_NAME
-    ds.PatientID = "BQ-TEST-002"
     return ds
+
+
+@pytest.fixture(scope="session")
+def _philips_bytes() -> bytes:
+    return gzip.decompress(_shared_file("dicom_mr_samples", "nibabel", "philips_mprage.dcm.gz").read_bytes())
+
+
+@pytest.fixture
+def real_philips_enhanced(_philips_bytes: bytes) -> Dataset:
+    """Real Philips Enhanced MR header (176 frames, 256 x 256; per-frame geometry; pixels all zero)."""
+    return pydicom.dcmread(BytesIO(_philips_bytes))
 
 
 @pytest.fixture
