@@ -81,7 +81,7 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancPeer]:
     try:
         yield peer
     finally:
-        peer.stop()
+        peer.stop(graceful=False)
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +91,7 @@ def orthanc_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthan
     try:
         yield peer
     finally:
-        peer.stop()
+        peer.stop(graceful=False)
 
 
 # -- generated study -----------------------------------------------------------------------------------

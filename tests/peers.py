@@ -198,12 +198,15 @@ class OrthancPeer:
         except OSError:
             return False
 
-    def stop(self, timeout_s: float = 15.0) -> None:
-        """Stop Orthanc (SIGTERM, then SIGKILL after ``timeout_s``); storage is kept."""
+    def stop(self, timeout_s: float = 15.0, graceful: bool = True) -> None:
+        """Stop Orthanc (SIGTERM, then SIGKILL after ``timeout_s``); storage is kept.
+
+        ``graceful=False`` kills at once (fast teardown; Orthanc takes ~3 s to stop cleanly).
+        """
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM if graceful else signal.SIGKILL)
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -1,0 +1,49 @@
+"""``bianque serve --config FILE``: run the node in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from ._common import add_config_argument, load_or_report
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config)
+    if config is None:
+        print("bianque: not starting: fix the configuration above (check it with: bianque check-config FILE)")
+        return 1
+    from ..logs import configure_logging
+    from ..node import Node
+
+    configure_logging(config.logging)
+    import structlog
+
+    log = structlog.get_logger("dicom_node.serve")
+    stop = threading.Event()
+
+    def _signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received; finishing the work in hand", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    try:
+        node = Node(config)
+        node.start()
+    except OSError as exc:
+        log.error("cannot start the node", error=str(exc),
+                  hint="is the port in use, or below 1024 without the right capability? is the spool writable?")
+        return 1
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        node.stop()
+    return 0

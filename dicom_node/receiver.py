@@ -1,0 +1,183 @@
+"""C-STORE and C-ECHO SCP: accept allowed senders, write every instance durably, index it, return.
+
+The handlers only write the spool file and one index row and then notify the node (which
+(re)schedules the series' quiet timer); all heavy work happens on worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+from pynetdicom.transport import ThreadedAssociationServer
+
+from . import status_codes
+from .config import NodeConfig
+from .headers import InstanceHeader, UndecodableDataset, read_header
+from .index import SpoolIndex, StoreResult
+from .spool import instance_path, write_durably
+from .tls import server_context
+from .transfer_syntaxes import ACCEPTED_TRANSFER_SYNTAXES, storage_sop_classes
+from .uids import InvalidUID
+
+log = structlog.get_logger("dicom_node.receiver")
+
+InstanceListener = Callable[[InstanceHeader, StoreResult], None]
+
+
+def _failure(status: int, comment: str) -> Dataset:
+    ds = Dataset()
+    ds.Status = status
+    ds.ErrorComment = comment[:64]
+    return ds
+
+
+class Receiver:
+    """The association acceptor of the node."""
+
+    def __init__(self, config: NodeConfig, index: SpoolIndex, on_instance: InstanceListener | None = None) -> None:
+        self.config = config
+        self.index = index
+        self.spool_dir = Path(config.spool.directory)
+        self.on_instance = on_instance
+        self._server: ThreadedAssociationServer | None = None
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def build_ae(self) -> AE:
+        network = self.config.network
+        ae = AE(ae_title=network.ae_title)
+        ae.acse_timeout = network.acse_timeout_s
+        ae.dimse_timeout = network.dimse_timeout_s
+        ae.network_timeout = network.network_timeout_s
+        ae.maximum_associations = network.max_associations
+        ae.maximum_pdu_size = network.max_pdu_bytes
+        ae.require_called_aet = False
+        ae.add_supported_context(Verification)
+        for sop_class in storage_sop_classes():
+            ae.add_supported_context(sop_class, list(ACCEPTED_TRANSFER_SYNTAXES))
+        return ae
+
+    def start(self) -> ThreadedAssociationServer:
+        network = self.config.network
+        ssl_context = server_context(network.tls) if network.tls.enabled else None
+        handlers: list[Any] = [
+            (evt.EVT_REQUESTED, self.handle_requested),
+            (evt.EVT_ACCEPTED, self.handle_accepted),
+            (evt.EVT_RELEASED, self.handle_released),
+            (evt.EVT_ABORTED, self.handle_aborted),
+            (evt.EVT_C_ECHO, self.handle_echo),
+            (evt.EVT_C_STORE, self.handle_store),
+        ]
+        self._server = self.build_ae().start_server(
+            (network.bind_address, network.port), block=False, evt_handlers=handlers, ssl_context=ssl_context
+        )
+        log.info("listening", ae_title=network.ae_title, address=network.bind_address, port=self.port,
+                 tls=network.tls.enabled)
+        return self._server
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self.config.network.port
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        """Stop listening; associations in progress are closed by pynetdicom's server shutdown."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            log.info("stopped listening", ae_title=self.config.network.ae_title)
+
+    # -- association events ------------------------------------------------------------------------
+    @staticmethod
+    def _peer(event: evt.Event) -> dict[str, Any]:
+        requestor = event.assoc.requestor
+        calling = requestor.ae_title
+        primitive = getattr(requestor, "primitive", None)
+        if not calling and primitive is not None:  # not yet copied from the A-ASSOCIATE-RQ at EVT_REQUESTED
+            calling = primitive.calling_ae_title
+        if isinstance(calling, bytes):
+            calling = calling.decode("ascii", "replace")
+        return {"calling_ae": str(calling or "").strip(), "address": requestor.address, "port": requestor.port}
+
+    def handle_requested(self, event: evt.Event) -> None:
+        peer = self._peer(event)
+        if not self.config.sender_allowed(peer["calling_ae"], str(peer["address"])):
+            log.warning("association rejected: unknown sender", **peer,
+                        hint="add the AE title (and address) to [[allowed_senders]]")
+            event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # rejected-permanent, calling AE not recognised
+            event.assoc.kill()  # waits until the A-ASSOCIATE-RJ went out and the peer closed
+
+    def handle_accepted(self, event: evt.Event) -> None:
+        log.info("association accepted", **self._peer(event))
+
+    def handle_released(self, event: evt.Event) -> None:
+        log.info("association released", **self._peer(event))
+
+    def handle_aborted(self, event: evt.Event) -> None:
+        log.warning("association aborted", **self._peer(event))
+
+    def handle_echo(self, event: evt.Event) -> int:
+        log.info("c-echo", **self._peer(event))
+        return status_codes.SUCCESS
+
+    # -- C-STORE -----------------------------------------------------------------------------------
+    def handle_store(self, event: evt.Event) -> int | Dataset:
+        peer = self._peer(event)
+        try:
+            return self._store(event, peer)
+        except Exception as exc:  # noqa: BLE001 - a status, never an exception, goes back to the peer
+            log.exception("c-store failed unexpectedly", **peer)
+            return _failure(status_codes.PROCESSING_ERROR, f"node error: {type(exc).__name__}")
+
+    def _store(self, event: evt.Event, peer: dict[str, Any]) -> int | Dataset:
+        request = event.request
+        requested_sop = str(request.AffectedSOPInstanceUID or "").strip()
+        requested_class = str(request.AffectedSOPClassUID or "").strip()
+        data = event.encoded_dataset()
+        try:
+            header = read_header(data)
+        except UndecodableDataset as exc:
+            log.warning("c-store rejected: cannot decode data set", **peer, sop_instance_uid=requested_sop[:64],
+                        error=str(exc)[:200])
+            return _failure(status_codes.CANNOT_UNDERSTAND, "data set cannot be decoded")
+        except InvalidUID as exc:
+            log.warning("c-store rejected: invalid UID", **peer, sop_instance_uid=requested_sop[:64], error=str(exc))
+            return _failure(status_codes.MISSING_OR_INVALID_UID, str(exc))
+        if header.sop_instance_uid != requested_sop or header.sop_class_uid != requested_class:
+            log.warning("c-store rejected: UIDs differ from request", **peer, sop_instance_uid=header.sop_instance_uid,
+                        requested_sop_instance_uid=requested_sop[:64])
+            return _failure(status_codes.UID_MISMATCH, "SOP UIDs differ from the request")
+        uids = {
+            "study_uid": header.study_instance_uid,
+            "series_uid": header.series_instance_uid,
+            "sop_instance_uid": header.sop_instance_uid,
+        }
+        if self.index.has_instance(header.sop_instance_uid):
+            log.info("instance already stored (duplicate)", **peer, **uids)
+            return status_codes.SUCCESS
+        path = instance_path(self.spool_dir, header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
+        try:
+            write_durably(path, data)
+        except OSError as exc:
+            log.error("c-store refused: cannot write to spool", **peer, **uids, path=str(path), error=str(exc),
+                      hint="check free space and permissions of spool.directory")
+            return _failure(status_codes.OUT_OF_RESOURCES, "cannot write to spool")
+        try:
+            result = self.index.record_instance(header, path, peer["calling_ae"])
+        except Exception as exc:  # noqa: BLE001 - sqlite errors (disk full, locked) are resource problems
+            log.error("c-store refused: cannot update index", **peer, **uids, error=str(exc))
+            return _failure(status_codes.OUT_OF_RESOURCES, "cannot update spool index")
+        log.info("instance stored", **peer, **uids, sop_class_uid=header.sop_class_uid, new_series=result.new_series,
+                 late=result.reopened_series, transfer_syntax=header.transfer_syntax_uid)
+        if self.on_instance is not None:
+            try:
+                self.on_instance(header, result)
+            except Exception:  # noqa: BLE001 - the instance is safely stored; completion re-arms on restart
+                log.exception("could not schedule series completion", **uids)
+        return status_codes.SUCCESS
