@@ -58,6 +58,7 @@ class ReferenceDeviation:
     reference_mean: float
     reference_sd: float | None
     reference: str  # e.g. "Zheng 2022 healthy SI, L4/L5" or "Zheng 2022, male, L4/L5"
+    measured: float | None = None  # the value compared, in the reference's units and convention
 
 
 @dataclass(frozen=True)

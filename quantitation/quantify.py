@@ -1,0 +1,433 @@
+"""``quantify_slice``: one mid-sagittal label map in, one result per disc and vertebra out.
+
+Each disc and each quantity is measured independently: a structure that cannot be measured gets a
+status and a reason, the others keep their values. Bad anatomy never raises; only wrong input types or
+shapes raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from quantitation import geometry_bianque2022 as g_orig
+from quantitation import geometry_default as g_def
+from quantitation import labels as lab
+from quantitation import references as ref
+from quantitation import signal_intensity as sig
+from quantitation.grading import deviations, grade_group
+from quantitation.geometry_types import DiscAxis, GeometryError, Point, VertebraGeometry
+from quantitation.masks import BoolArray, chord, crop, outline
+from quantitation.results import (
+    DISC_LEVELS,
+    VERTEBRA_LEVELS,
+    DiscResult,
+    Method,
+    SliceQuantitation,
+    Status,
+    VertebraResult,
+)
+
+_SIGNAL_MIN_PIXELS = 10  # fewer disc / reference pixels than this: no histogram measure
+
+
+# ------------------------------------------------------------------------------------------- validation ----
+def _validate(
+    label_map: object, image_8bit: object, pixel_spacing_mm: object, method: object, sex: object, age: object,
+    original_image: object,
+) -> tuple[NDArray[np.integer], NDArray[np.uint8], tuple[float, float], Method]:
+    if not isinstance(label_map, np.ndarray) or label_map.ndim != 2:
+        raise ValueError("label_map must be a 2-D NumPy array (rows x columns) of class indices 0..13")
+    if not np.issubdtype(label_map.dtype, np.integer) and label_map.dtype != np.bool_:
+        raise ValueError(f"label_map must hold integer class indices, got dtype {label_map.dtype}")
+    if label_map.size and (int(label_map.min()) < 0 or int(label_map.max()) >= lab.NUM_CLASSES):
+        raise ValueError(f"label_map values must be in 0..{lab.NUM_CLASSES - 1}")
+    if not isinstance(image_8bit, np.ndarray):
+        raise ValueError("image_8bit must be a NumPy array")
+    if image_8bit.dtype != np.uint8:
+        raise ValueError(f"image_8bit must be 8-bit (uint8), got dtype {image_8bit.dtype}")
+    if image_8bit.ndim == 3 and image_8bit.shape[2] == 3:
+        image_8bit = cv2.cvtColor(np.ascontiguousarray(image_8bit), cv2.COLOR_BGR2GRAY)  # as the original
+    if image_8bit.ndim != 2 or image_8bit.shape != label_map.shape:
+        raise ValueError(
+            f"image_8bit must have the label map's shape {label_map.shape} (or be BGR of that size), "
+            f"got {image_8bit.shape}"
+        )
+    if original_image is not None and (not isinstance(original_image, np.ndarray) or original_image.ndim not in (2, 3)):
+        raise ValueError("original_image must be a 2-D (or 3-channel) NumPy array or None")
+    try:
+        sr, sc = (float(v) for v in pixel_spacing_mm)  # type: ignore[union-attr]
+    except (TypeError, ValueError) as exc:
+        raise ValueError("pixel_spacing_mm must be a pair (row spacing, column spacing) in mm") from exc
+    if not (math.isfinite(sr) and math.isfinite(sc) and sr > 0 and sc > 0):
+        raise ValueError(f"pixel spacing must be two positive numbers in mm, got {pixel_spacing_mm!r}")
+    try:
+        m = Method(method)
+    except ValueError as exc:
+        raise ValueError(f"unknown quantitation method {method!r}; use 'default' or 'bianque2022'") from exc
+    if sex is not None and sex not in ("F", "M"):
+        raise ValueError(f"sex must be 'F', 'M' or None, got {sex!r}")
+    if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not math.isfinite(age)):
+        raise ValueError(f"age_years must be a finite number or None, got {age!r}")
+    return label_map, image_8bit, (sr, sc), m
+
+
+# ------------------------------------------------------------------------------------------------ helpers ---
+@dataclass(frozen=True)
+class _Vert:
+    geometry: VertebraGeometry | None
+    reason: str | None
+
+
+def _centroid_mm(mask: BoolArray, spacing: tuple[float, float]) -> NDArray[np.float64] | None:
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return None
+    return np.array([rows.mean() * spacing[0], cols.mean() * spacing[1]])
+
+
+def _cranial_direction(
+    level: str, centroids: dict[str, NDArray[np.float64] | None]
+) -> tuple[float, float]:
+    """Unit vector (mm) from a body towards its cranial neighbour, from the neighbours' centroids."""
+    order = ("L1", "L1/L2", "L2", "L2/L3", "L3", "L3/L4", "L4", "L4/L5", "L5", "L5/S1", "S1")
+    i = order.index(level)
+    me = centroids.get(level)
+    above_v = order[i - 2] if i >= 2 else None
+    below_v = order[i + 2] if i + 2 < len(order) else None
+    above_d = order[i - 1] if i >= 1 else None
+    below_d = order[i + 1] if i + 1 < len(order) else None
+    up = centroids.get(above_v) if above_v else None
+    down = centroids.get(below_v) if below_v else None
+    if level == "S1":  # the L5/S1 disc sits on the endplate; prefer it
+        up = centroids.get("L5/S1") if centroids.get("L5/S1") is not None else up
+    if up is None and above_d:
+        up = centroids.get(above_d)
+    if down is None and below_d:
+        down = centroids.get(below_d)
+    vec = None
+    if level != "S1" and up is not None and down is not None:
+        vec = up - down
+    elif up is not None and me is not None:
+        vec = up - me
+    elif down is not None and me is not None:
+        vec = me - down
+    if vec is None or float(np.hypot(*vec)) == 0:
+        return (-1.0, 0.0)
+    vec = vec / float(np.hypot(*vec))
+    return (float(vec[0]), float(vec[1]))
+
+
+def _try(fn: Callable[[], object]) -> tuple[object | None, str | None]:
+    try:
+        return fn(), None
+    except GeometryError as exc:
+        return None, str(exc)
+
+
+def _height_line(
+    disc: BoolArray, axis: DiscAxis | None, spacing: tuple[float, float]
+) -> tuple[Point, Point] | None:
+    """A DH line through the disc centre, perpendicular to the disc axis, upper to lower boundary."""
+    if axis is not None:
+        (ah, aw), (ph, pw) = axis.anterior_mid, axis.posterior_mid
+        centre = ((ah + ph) / 2, (aw + pw) / 2)
+        e = np.array([(ph - ah) * spacing[0], (pw - aw) * spacing[1]])
+    else:  # no axis (a neighbour is missing): use the disc's own long axis
+        c = crop(disc, 1)
+        if c is None:
+            return None
+        rows, cols = np.nonzero(c.mask)
+        if rows.size < 3:
+            return None
+        pts = np.stack([(rows + c.r0) * spacing[0], (cols + c.c0) * spacing[1]], axis=1)
+        mean = pts.mean(axis=0)
+        _, _, vt = np.linalg.svd(pts - mean, full_matrices=False)
+        e = vt[0] if vt[0][1] >= 0 else -vt[0]
+        centre = (float(mean[0] / spacing[0]), float(mean[1] / spacing[1]))
+    n = np.array([e[1], -e[0]])  # perpendicular, pointing caudally for a posterior-pointing axis
+    if n[0] < 0:
+        n = -n
+    ch = chord(disc, centre, (float(n[0]), float(n[1])), spacing)
+    if ch is None:
+        return None
+    return (ch.start, ch.end)
+
+
+def _status(measured: list[bool]) -> Status:
+    if all(measured):
+        return Status.OK
+    if any(measured):
+        return Status.PARTIAL
+    return Status.FAILED
+
+
+# ------------------------------------------------------------------------------------------------ public ----
+def quantify_slice(
+    label_map: NDArray[np.integer],
+    image_8bit: NDArray[np.uint8],
+    pixel_spacing_mm: tuple[float, float],
+    *,
+    method: str | Method = "default",
+    sex: str | None = None,
+    age_years: float | None = None,
+    original_image: NDArray[np.generic] | None = None,
+) -> SliceQuantitation:
+    """Measure the five lumbar discs of one sagittal slice.
+
+    ``label_map``: (H, W) class indices in the spec order (0 background, 1 CSF, 2 L1, 3 L1/L2, ..., 12 S1,
+    13 presacral fat), rows head->feet, columns anterior->posterior. ``image_8bit``: the 8-bit image the
+    network saw before CLAHE, same shape (ΔSI is measured on it); a BGR array is converted as the original
+    code does. ``pixel_spacing_mm``: (row, column) spacing of the label-map grid. ``original_image`` is
+    accepted for provenance and not used by either method (both measure ΔSI on ``image_8bit``, spec 2.8).
+    """
+    labels, grey, spacing, m = _validate(label_map, image_8bit, pixel_spacing_mm, method, sex, age_years, original_image)
+    warnings: list[str] = []
+    masks = {name: labels == cls for name, cls in {**lab.VERTEBRA_CLASS, **lab.DISC_CLASS}.items()}
+    csf = labels == lab.CSF
+    fat = labels == lab.FAT
+
+    # ---- references (CSF, fat) ----
+    csf_ref: float | None = None
+    csf_reason: str | None = None
+    csf_values = grey[csf]
+    if csf_values.size < _SIGNAL_MIN_PIXELS:
+        csf_reason = f"CSF mask has {csf_values.size} pixels: no ΔSI reference"
+    else:
+        csf_ref = float(sig.original_mode(csf_values)) if m is Method.BIANQUE2022 else sig.robust_level(csf_values)
+        if csf_ref <= 0:
+            csf_reason = "CSF reference grey level is 0: no ΔSI reference"
+            csf_ref = None
+    fat_ref: float | None = None
+    fat_values = grey[fat]
+    if fat_values.size >= _SIGNAL_MIN_PIXELS:
+        fat_ref = float(sig.original_mode(fat_values)) if m is Method.BIANQUE2022 else sig.robust_level(fat_values)
+        if fat_ref <= 0:
+            fat_ref = None
+    if csf_reason:
+        warnings.append(csf_reason)
+
+    # ---- vertebrae ----
+    centroids = {name: _centroid_mm(mk, spacing) for name, mk in masks.items()}
+    verts: dict[str, _Vert] = {}
+    vert_results: list[VertebraResult] = []
+    compat_verts: dict[str, _Vert] = {}
+    for level in VERTEBRA_LEVELS:
+        mk = masks[level]
+        if not mk.any():
+            verts[level] = _Vert(None, f"{level} is not segmented")
+        else:
+            if m is Method.BIANQUE2022:
+                geo, why = _try(lambda mk=mk, level=level: g_orig.vertebra(mk, spacing, s1_rule=level == "S1"))
+            else:
+                cranial = _cranial_direction(level, centroids)
+                geo, why = _try(
+                    lambda mk=mk, cranial=cranial, level=level: g_def.vertebra(
+                        mk, spacing, cranial, max_tilt_deg=None if level == "S1" else g_def.MAX_TILT_DEG
+                    )
+                )
+            verts[level] = _Vert(geo if isinstance(geo, VertebraGeometry) else None, None if geo else f"{level}: {why}")
+        v = verts[level]
+        if v.geometry is None:
+            vert_results.append(VertebraResult(level=level, status=Status.FAILED, reasons=(v.reason or "",)))
+        else:
+            vert_results.append(
+                VertebraResult(
+                    level=level,
+                    status=Status.OK,
+                    corners=v.geometry.corners,
+                    height_mm=v.geometry.height_mm,
+                    height_px=v.geometry.height_px,
+                )
+            )
+
+    # the references' DH/DHI/HDR were measured with the original definitions; with the default method
+    # the deviations use a side measurement with those definitions (only when a sex is known)
+    need_compat = m is Method.DEFAULT and sex is not None
+    if need_compat:
+        for level in VERTEBRA_LEVELS:
+            mk = masks[level]
+            if mk.any():
+                geo, why = _try(lambda mk=mk, level=level: g_orig.vertebra(mk, spacing, s1_rule=level == "S1"))
+                compat_verts[level] = _Vert(geo if isinstance(geo, VertebraGeometry) else None, why)
+            else:
+                compat_verts[level] = _Vert(None, f"{level} is not segmented")
+    grid_is_512 = labels.shape == ref.DH_REFERENCE_GRID
+    if sex is not None and not grid_is_512:
+        warnings.append(
+            f"DH reference is in pixels of a 512x512 image; the label map is {labels.shape[0]}x{labels.shape[1]}, "
+            "so no DH deviation is reported"
+        )
+    if sex is None:
+        warnings.append("sex unknown: DH, DHI and HDR deviations need a sex-specific reference and are omitted")
+
+    geo_mod = g_orig if m is Method.BIANQUE2022 else g_def
+    discs: list[DiscResult] = []
+    for level in DISC_LEVELS:
+        discs.append(
+            _disc(level, m, geo_mod, masks, verts, compat_verts, grey, csf_ref, csf_reason, fat_ref, spacing, sex, grid_is_512)
+        )
+    return SliceQuantitation(
+        method=m,
+        discs=tuple(discs),
+        vertebrae=tuple(vert_results),
+        csf_reference=csf_ref,
+        fat_reference=fat_ref,
+        pixel_spacing_mm=spacing,
+        sex=sex,
+        age_years=None if age_years is None else float(age_years),
+        warnings=tuple(warnings),
+    )
+
+
+@dataclass(frozen=True)
+class _Geo:
+    axis: DiscAxis | None
+    dh_px: float | None
+    dh_mm: float | None
+    wd_big_px: float | None
+    wd_big_mm: float | None
+    dhi: float | None
+    hdr: float | None
+    reasons: tuple[str, ...]
+
+
+def _disc_geometry(
+    level: str, geo_mod: object, disc: BoolArray, verts: dict[str, _Vert], spacing: tuple[float, float]
+) -> _Geo:
+    upper, lower = lab.DISC_NEIGHBOURS[level]
+    reasons: list[str] = []
+    vu, vl = verts[upper], verts[lower]
+    if vu.geometry is None or vl.geometry is None:
+        for v in (vu, vl):
+            if v.geometry is None:
+                reasons.append(f"no disc axis: {v.reason}")
+        return _Geo(None, None, None, None, None, None, None, tuple(reasons))
+    axis = geo_mod.disc_axis(vu.geometry, vl.geometry, spacing)  # type: ignore[attr-defined]
+    if abs(axis.tilt_deg) > g_def.MAX_TILT_DEG:
+        reasons.append(f"disc axis tilt {axis.tilt_deg:.0f} degrees is beyond {g_def.MAX_TILT_DEG:.0f} degrees")
+        return _Geo(axis, None, None, None, None, None, None, tuple(reasons))
+    dh, why = _try(lambda: geo_mod.disc_height(disc, axis, spacing))  # type: ignore[attr-defined]
+    if why:
+        reasons.append(f"DH: {why}")
+    wd, why = _try(lambda: geo_mod.wd_big(disc, axis, spacing))  # type: ignore[attr-defined]
+    if why:
+        reasons.append(f"WD_big/HDR: {why}")
+    dh_px = dh.dh_px if dh is not None else None  # type: ignore[attr-defined]
+    dh_mm = dh.dh_mm if dh is not None else None  # type: ignore[attr-defined]
+    hdr = None
+    if dh is not None and wd is not None and wd.wd_big_mm > 0:  # type: ignore[attr-defined]
+        hdr = dh_mm / wd.wd_big_mm  # type: ignore[attr-defined,operator]
+    dhi = None
+    if dh is not None:
+        if level == "L5/S1":  # spec 5.6: DH / HV(L5), S1 height deliberately unused
+            dhi = dh_mm / vu.geometry.height_mm if vu.geometry.height_mm > 0 else None  # type: ignore[operator]
+        else:
+            s = vu.geometry.height_mm + vl.geometry.height_mm
+            dhi = 2 * dh_mm / s if s > 0 else None  # type: ignore[operator]
+    if geo_mod is g_orig:  # the original works in pixels throughout
+        if dh is not None and wd is not None and wd.wd_big_px > 0:  # type: ignore[attr-defined]
+            hdr = dh_px / wd.wd_big_px  # type: ignore[attr-defined,operator]
+        if dh is not None:
+            if level == "L5/S1":
+                dhi = dh_px / vu.geometry.height_px  # type: ignore[operator]
+            else:
+                dhi = 2 * dh_px / (vu.geometry.height_px + vl.geometry.height_px)  # type: ignore[operator]
+    return _Geo(
+        axis,
+        dh_px,
+        dh_mm,
+        wd.wd_big_px if wd is not None else None,  # type: ignore[attr-defined]
+        wd.wd_big_mm if wd is not None else None,  # type: ignore[attr-defined]
+        dhi,
+        hdr,
+        tuple(reasons),
+    )
+
+
+def _disc(
+    level: str,
+    m: Method,
+    geo_mod: object,
+    masks: dict[str, BoolArray],
+    verts: dict[str, _Vert],
+    compat_verts: dict[str, _Vert],
+    grey: NDArray[np.uint8],
+    csf_ref: float | None,
+    csf_reason: str | None,
+    fat_ref: float | None,
+    spacing: tuple[float, float],
+    sex: str | None,
+    grid_is_512: bool,
+) -> DiscResult:
+    raw = masks[level]
+    if not raw.any():
+        return DiscResult(level=level, method=m, status=Status.FAILED, reasons=(f"{level} disc is not segmented",))
+    reasons: list[str] = []
+    disc = raw if m is Method.BIANQUE2022 else ndimage.binary_fill_holes(raw)
+    geo = _disc_geometry(level, geo_mod, disc, verts, spacing)
+    reasons.extend(geo.reasons)
+
+    # ---- signal ----
+    values = grey[raw]
+    d_si = d_si_fat = None
+    if values.size < _SIGNAL_MIN_PIXELS:
+        reasons.append(f"ΔSI: disc mask has only {values.size} pixels")
+    else:
+        peaks = sig.original_peaks(values) if m is Method.BIANQUE2022 else sig.robust_peaks(values)
+        if csf_ref is not None:
+            d_si = sig.delta_si(peaks.difference, csf_ref)
+        else:
+            reasons.append(f"ΔSI: {csf_reason}")
+        if m is Method.DEFAULT and fat_ref is not None:
+            d_si_fat = sig.delta_si(peaks.difference, fat_ref)
+    group = z = None
+    if d_si is not None:
+        group, z = grade_group(d_si)
+
+    # ---- deviations ----
+    dev_dh = dev_dhi = dev_hdr = None
+    note = ""
+    if m is Method.BIANQUE2022:
+        dev_dh, dev_dhi, dev_hdr = geo.dh_px, geo.dhi, geo.hdr
+    elif sex is not None:
+        compat = _disc_geometry(level, g_orig, raw, compat_verts, spacing)
+        dev_dh, dev_dhi, dev_hdr = compat.dh_px, compat.dhi, compat.hdr
+        note = "compared value measured with the bianque2022 definitions, as the reference was"
+    devs = deviations(
+        level,
+        sex,
+        delta_si=d_si,
+        dh_px_512=dev_dh if grid_is_512 else None,
+        dhi=dev_dhi,
+        hdr=dev_hdr,
+        note=note,
+    )
+    c = crop(disc, 1)
+    return DiscResult(
+        level=level,
+        method=m,
+        status=_status([geo.dh_mm is not None, geo.dhi is not None, geo.hdr is not None, d_si is not None]),
+        reasons=tuple(reasons),
+        anterior_mid=geo.axis.anterior_mid if geo.axis else None,
+        posterior_mid=geo.axis.posterior_mid if geo.axis else None,
+        height_line=_height_line(disc, geo.axis, spacing),
+        outline=outline(c.mask, c.r0, c.c0) if c is not None else None,
+        dh_mm=geo.dh_mm,
+        dh_px=geo.dh_px,
+        dhi=geo.dhi,
+        hdr=geo.hdr,
+        wd_small_mm=geo.axis.wd_small_mm if geo.axis and geo.dh_mm is not None else None,
+        wd_big_mm=geo.wd_big_mm,
+        delta_si=d_si,
+        delta_si_fat=d_si_fat,
+        grade_group=group,
+        grade_z=z,
+        deviations=devs,
+    )
