@@ -1,0 +1,171 @@
+"""The warm segmentation service: load weights once, segment batches of DICOM slices.
+
+Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA). On CUDA the network runs
+under bf16 autocast with channels_last memory format; on CPU in fp32 (``precision="bf16"`` opts in to
+bf16 autocast on CPUs with bf16 units, see bench/results/inference.md for the agreement check).
+Decoding is argmax by default (no unassigned pixels); ``decoding="threshold"`` selects the original
+per-channel p > 0.5 rule. See :mod:`inference.postprocess`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydicom.dataset import Dataset
+
+from inference.postprocess import DECODINGS, postprocess
+from inference.preprocess import PreparedSlice, prepare_slice
+from inference.variants import INPUT_SIZE_MULTIPLE
+from inference.weights_io import LoadedModel, load_weights
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("bianque-node")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    name: str
+    version: str
+    variant: str
+    weights_sha256: str
+    input_size: int
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationResult:
+    label_map: np.ndarray  # (Rows, Columns) uint8 on the source DICOM grid
+    label_map_model: np.ndarray  # (S, S) uint8 on the model grid (canonical orientation)
+    probabilities_model: np.ndarray  # (C, S, S) float16 softmax probabilities on the model grid
+    prepared: PreparedSlice
+    postprocess_warnings: tuple[str, ...]
+    model: ModelIdentity
+    decoding: str
+
+    def probabilities_source(self) -> np.ndarray:
+        """(C, Rows, Columns) float32 probabilities resampled bilinearly onto the source grid."""
+        return self.prepared.transform.probabilities_to_source(self.probabilities_model)
+
+
+def _pick_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but no CUDA device is available; use device='auto'")
+    return dev
+
+
+class Segmenter:
+    """BianqueNet loaded once and kept warm. Not thread-safe: use one per worker thread."""
+
+    def __init__(
+        self,
+        weights: str | Path | LoadedModel = "default",
+        device: str | torch.device = "auto",
+        cpu_threads: int | None = None,
+        decoding: str = "argmax",
+        input_size: int | None = None,
+        precision: str = "auto",
+        expected_variant: str | None = None,
+    ) -> None:
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; use one of {DECODINGS}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
+        self.device = _pick_device(device)
+        if cpu_threads is not None and self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(cpu_threads)))
+        loaded = weights if isinstance(weights, LoadedModel) else load_weights(weights, "cpu", expected_variant)
+        self.loaded = loaded
+        self.decoding = decoding
+        self.input_size = int(input_size or loaded.input_size)
+        if self.input_size % INPUT_SIZE_MULTIPLE:
+            raise ValueError(f"input_size must be a multiple of {INPUT_SIZE_MULTIPLE}, got {self.input_size}")
+        self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+        model = loaded.model.eval().to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        if self.bf16:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.identity = ModelIdentity(
+            name="BianqueNet",
+            version=package_version(),
+            variant=loaded.variant,
+            weights_sha256=loaded.sha256,
+            input_size=self.input_size,
+        )
+
+    def prepare(self, ds: Dataset, frame_index: int | None = None) -> PreparedSlice:
+        return prepare_slice(ds, frame_index, self.input_size)
+
+    @torch.inference_mode()
+    def predict_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 3, S, S) float32 network inputs -> (N, C, S, S) float32 softmax probabilities."""
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        if self.bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                logits = self.model(x)
+        else:
+            logits = self.model(x)
+        return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def segment(
+        self,
+        items: Sequence[Dataset | PreparedSlice],
+        frame_indices: Sequence[int | None] | None = None,
+        batch_size: int = 8,
+        decoding: str | None = None,
+    ) -> list[SegmentationResult]:
+        """Segment several slices (datasets or already prepared slices), ``batch_size`` per forward pass.
+
+        Raises :class:`inference.preprocess.PreprocessingError` for a slice that cannot be prepared; call
+        :meth:`prepare` per slice first to isolate bad slices.
+        """
+        decoding = decoding or self.decoding
+        if decoding not in DECODINGS:
+            raise ValueError(f"unknown decoding {decoding!r}; use one of {DECODINGS}")
+        if frame_indices is not None and len(frame_indices) != len(items):
+            raise ValueError("frame_indices must have one entry per item")
+        prepared: list[PreparedSlice] = []
+        for i, item in enumerate(items):
+            if isinstance(item, PreparedSlice):
+                if item.input_size != self.input_size:
+                    raise ValueError(
+                        f"slice prepared for input size {item.input_size}, the model needs {self.input_size}"
+                    )
+                prepared.append(item)
+            else:
+                prepared.append(self.prepare(item, None if frame_indices is None else frame_indices[i]))
+        results: list[SegmentationResult] = []
+        for start in range(0, len(prepared), max(1, batch_size)):
+            chunk = prepared[start:start + batch_size]
+            probs = self.predict_probabilities(np.stack([p.model_input for p in chunk]))
+            for prep, prob in zip(chunk, probs):
+                post = postprocess(prob, decoding, prep.valid_mask)
+                results.append(
+                    SegmentationResult(
+                        label_map=prep.transform.labels_to_source(post.label_map),
+                        label_map_model=post.label_map,
+                        probabilities_model=prob.astype(np.float16),
+                        prepared=prep,
+                        postprocess_warnings=post.warnings,
+                        model=self.identity,
+                        decoding=decoding,
+                    )
+                )
+        return results

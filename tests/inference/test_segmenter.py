@@ -1,0 +1,98 @@
+"""Segmenter on CPU with tiny random / planted light models (fast)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dicom_factory import canonical_pattern, make_mr, reorient, source_iop  # noqa: E402
+
+from inference import build_model  # noqa: E402
+from inference.segmenter import ModelIdentity, SegmentationResult, Segmenter, package_version  # noqa: E402
+from inference.weights_io import WeightsError, file_sha256, save_weights  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def _planted_weights(tmp_path: Path, bias: list[float], name: str = "planted.pt") -> Path:
+    """Light model whose logits are the constant ``bias`` everywhere (final conv weights zeroed)."""
+    torch.manual_seed(0)
+    model = build_model("light")
+    final = model.classifier.classifier[3]
+    with torch.no_grad():
+        final.weight.zero_()
+        final.bias.copy_(torch.tensor(bias))
+    path = tmp_path / name
+    save_weights(path, model, "light", 128, {"note": "test"}, half=False)
+    return path
+
+
+def _dataset(layout=(True, False, True), spacing=(0.6, 0.9)):
+    img, _ = canonical_pattern()
+    t, fr, fc = layout
+    return make_mr(reorient(img, t, fr, fc), source_iop(t, fr, fc), spacing=spacing[::-1] if t else spacing)
+
+
+def test_segment_batch_with_random_light_model(tmp_path: Path) -> None:
+    path = tmp_path / "light.pt"
+    save_weights(path, build_model("light"), "light", 128)
+    seg = Segmenter(path, device="auto" if not torch.cuda.is_available() else "cpu", cpu_threads=2)
+    assert seg.device.type == "cpu" and seg.input_size == 128
+    datasets = [_dataset(), _dataset((False, True, False)), _dataset((False, False, False), (0.8, 0.8))]
+    results = seg.segment(datasets, batch_size=2)
+    assert len(results) == 3 and all(isinstance(r, SegmentationResult) for r in results)
+    for ds, r in zip(datasets, results):
+        assert r.label_map.shape == (ds.Rows, ds.Columns) and r.label_map.dtype == np.uint8
+        assert r.label_map_model.shape == (128, 128)
+        assert r.probabilities_model.shape == (14, 128, 128) and r.probabilities_model.dtype == np.float16
+        assert np.allclose(r.probabilities_model.astype(np.float32).sum(0), 1, atol=1e-2)
+        assert r.probabilities_source().shape == (14, ds.Rows, ds.Columns)
+        assert r.model == ModelIdentity("BianqueNet", package_version(), "light", file_sha256(path), 128)
+        assert r.decoding == "argmax"
+        assert isinstance(r.postprocess_warnings, tuple)
+    # batching does not change results
+    single = seg.segment([datasets[1]])[0]
+    assert np.array_equal(single.label_map, results[1].label_map)
+    # prepared slices are accepted as well
+    again = seg.segment([seg.prepare(datasets[0])])[0]
+    assert np.array_equal(again.label_map, results[0].label_map)
+
+
+def test_planted_model_labels_the_whole_image_and_decoding_is_selectable(tmp_path: Path) -> None:
+    # CSF most probable everywhere (p ~ 0.37 < 0.5): argmax labels every image pixel CSF, threshold none
+    bias = [0.0] * 14
+    bias[1], bias[2] = 2.0, 1.5
+    path = _planted_weights(tmp_path, bias)
+    ds = _dataset()
+    seg = Segmenter(path, device="cpu")
+    r = seg.segment([ds])[0]
+    assert (r.label_map == 1).all()  # whole source grid, orientation undone, padding dropped
+    prep = r.prepared
+    assert (r.label_map_model[prep.valid_mask] == 1).all() and (r.label_map_model[~prep.valid_mask] == 0).all()
+    assert any("structures not found" in w for w in r.postprocess_warnings)
+    rt = seg.segment([ds], decoding="threshold")[0]
+    assert (rt.label_map == 0).all() and rt.decoding == "threshold"
+    assert (Segmenter(path, device="cpu", decoding="threshold").segment([ds])[0].label_map == 0).all()
+
+
+def test_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="not found"):
+        Segmenter(tmp_path / "missing.pt")
+    path = tmp_path / "light.pt"
+    save_weights(path, build_model("light"), "light", 128)
+    with pytest.raises(ValueError, match="unknown decoding"):
+        Segmenter(path, decoding="vote")
+    with pytest.raises(WeightsError, match="'bianquenet' network was requested"):
+        Segmenter(path, expected_variant="bianquenet")
+    seg = Segmenter(path, device="cpu")
+    other = Segmenter(path, device="cpu", input_size=192)
+    with pytest.raises(ValueError, match="input size 192"):
+        seg.segment([other.prepare(_dataset())])
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="no CUDA device"):
+            Segmenter(path, device="cuda")
