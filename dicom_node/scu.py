@@ -61,9 +61,15 @@ def _where(destination: Destination) -> str:
 def _association_failure(assoc: Association, destination: Destination) -> str:
     if assoc.is_rejected:
         return f"association rejected by {_where(destination)} (check that it knows our AE title and address)"
-    if assoc.is_aborted:
+    if assoc.acceptor.primitive is not None:  # the peer answered, then the association was aborted
+        if assoc.rejected_contexts and not assoc.accepted_contexts:
+            return f"{_where(destination)} accepted none of the proposed SOP classes / transfer syntaxes"
         return f"association aborted by {_where(destination)}"
-    return f"cannot connect to {_where(destination)} (host down, wrong port, or firewall)"
+    return f"cannot connect to {_where(destination)} (is it running? check host, port and firewall)"
+
+
+def _contexts_refused(assoc: Association) -> bool:
+    return assoc.acceptor.primitive is not None and bool(assoc.rejected_contexts) and not assoc.accepted_contexts
 
 
 def echo(config: NodeConfig, destination: Destination) -> EchoOutcome:
@@ -132,6 +138,8 @@ def store_files(config: NodeConfig, destination: Destination, paths: Sequence[Pa
     if not assoc.is_established:
         error = _association_failure(assoc, destination)
         bound.warning("send failed: no association", error=error)
+        if _contexts_refused(assoc):
+            return SendOutcome(False, True, f"0x{status_codes.SOP_CLASS_NOT_SUPPORTED:04X}", error, 0)
         return SendOutcome(False, False, "rejected" if assoc.is_rejected else "no-connection", error, 0)
     sent = 0
     try:
