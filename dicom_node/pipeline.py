@@ -157,20 +157,22 @@ class StudyPipeline:
     def segmenter(self) -> Any:
         """The Segmenter, created on first use and kept (the model stays loaded)."""
         if self._segmenter is None:
-            from inference import Segmenter, load_weights
+            from inference import Segmenter
 
-            loaded = load_weights(self.settings.weights, device="cpu")
-            self._segmenter = Segmenter(
-                loaded,
+            started = time.perf_counter()
+            segmenter = Segmenter(
+                self.settings.weights,
                 device=self.settings.device,
                 cpu_threads=self.settings.cpu_threads,
                 decoding=self.settings.decoding,
             )
+            self._segmenter = segmenter
             log.info(
                 "model_loaded",
-                variant=loaded.variant,
-                weights_sha256=loaded.sha256,
-                device=self.settings.device,
+                variant=segmenter.identity.variant,
+                weights_sha256=segmenter.identity.weights_sha256,
+                device=str(segmenter.device),
+                seconds=round(time.perf_counter() - started, 2),
             )
         return self._segmenter
 
@@ -180,7 +182,7 @@ class StudyPipeline:
         identity = self.segmenter.identity
         return AlgorithmInfo(
             name="BianqueNet",
-            version=f"{_package_version()}+pipeline{PIPELINE_VERSION}",
+            version=f"{identity.version}+pipeline{PIPELINE_VERSION}",
             variant=str(identity.variant),
             weights_sha256=str(identity.weights_sha256),
         )
@@ -265,7 +267,7 @@ class StudyPipeline:
         pick = 0
         if len(results) > 1:
             pick = best_index(
-                [np.asarray(r.model_label_map) for r in results], center_index(slices), candidates
+                [np.asarray(r.label_map_model) for r in results], center_index(slices), candidates
             )
         ref, source = loaded[pick]
         prep, result = prepared[pick], results[pick]
@@ -277,7 +279,7 @@ class StudyPipeline:
         outputs = timer.run(
             "encode", study_uid, lambda: self._encode(source, ref, result, quantitation, uid_seed, out_dir)
         )
-        warnings = tuple(str(w) for w in getattr(result, "warnings", ()) or ())
+        warnings = tuple(str(w) for w in result.postprocess_warnings)
         results_path = timer.run(
             "write",
             study_uid,
@@ -303,9 +305,7 @@ class StudyPipeline:
 
     # -- stages -----------------------------------------------------------------------------------------
     def _prepare(self, ds: Dataset, ref: SliceRef) -> Any:
-        from inference import prepare_slice
-
-        return prepare_slice(ds, frame_index=ref.frame_index, input_size=self.segmenter.input_size)
+        return self.segmenter.prepare(ds, ref.frame_index)
 
     def _quantify(self, source: Dataset, prepared: Any, result: Any) -> Any:
         from quantitation import quantify_slice
@@ -318,7 +318,7 @@ class StudyPipeline:
             _str_or_none(source.get("StudyDate")),
         )
         model_result = quantify_slice(
-            np.asarray(result.model_label_map),
+            np.asarray(result.label_map_model),
             np.asarray(prepared.model_image_8bit),
             tuple(prepared.model_pixel_spacing_mm),
             method=self.settings.method,
@@ -330,24 +330,21 @@ class StudyPipeline:
     def _encode(
         self, source: Dataset, ref: SliceRef, result: Any, quantitation: Any, uid_seed: str, out_dir: Path
     ) -> list[OutputFile]:
-        from sr_templates import build_measurement_report, build_segmentation
+        from sr_templates import build_outputs
 
-        algorithm = self.algorithm()
         label_map = np.asarray(result.label_map).astype(np.uint8)
-        seg = build_segmentation(source, label_map, algorithm, frame_index=ref.frame_index, uid_seed=uid_seed)
-        sr = build_measurement_report(
-            source, seg, quantitation, algorithm, frame_index=ref.frame_index, sr_kind=self.settings.sr_kind,
+        built = build_outputs(
+            source,
+            label_map,
+            quantitation,
+            self.algorithm(),
+            frame_index=ref.frame_index,
+            sr_kind=self.settings.sr_kind,
+            report_image=self.settings.report_image,
             uid_seed=uid_seed,
         )
-        objects: list[tuple[str, Dataset]] = [("seg", seg), ("sr", sr)]
-        if self.settings.report_image:
-            from sr_templates import build_report_image
-
-            report = build_report_image(
-                source, label_map, quantitation, algorithm, frame_index=ref.frame_index, uid_seed=uid_seed
-            )
-            objects.append(("report", report))
-        return [_write_dataset(out_dir, kind, ds) for kind, ds in objects]
+        kinds = ["seg", "sr", "report"]
+        return [_write_dataset(out_dir, kind, ds) for kind, ds in zip(kinds, built.datasets())]
 
     def _no_series_outputs(
         self, headers: Sequence[InstanceHeader], selection: StudySelection, out_dir: Path, version: str
@@ -358,7 +355,11 @@ class StudyPipeline:
         reference = images[0].dataset
         algorithm = self.algorithm()
         report = build_no_series_report(
-            reference, selection.reason, algorithm, uid_seed=self.uid_seed(selection.study_uid, version)
+            reference,
+            algorithm,
+            reason=f"No lumbar sagittal T2 series was found in this study. {selection.reason}",
+            sr_kind=self.settings.sr_kind,
+            uid_seed=self.uid_seed(selection.study_uid, version),
         )
         return [_write_dataset(out_dir, "no_series_sr", report)]
 
@@ -431,15 +432,6 @@ def _str_or_none(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return str(value)
-
-
-def _package_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("bianque-node")
-    except Exception:  # noqa: BLE001
-        return "0"
 
 
 def study_version_from_instances(sop_instance_uids: Sequence[str]) -> str:

@@ -1,0 +1,114 @@
+"""The processing job offline (no network): stages, idempotency, versions, failures, no-series studies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from dicom_node.pipeline import PipelineSettings, StageError, StudyPipeline
+from dicom_node.selection import SelectionRules
+from inference.synthetic.study import write_study
+
+
+# creation times and highdicom's random Dimension Organization UID differ between runs; all else must not
+VOLATILE = {"InstanceCreationTime", "InstanceCreationDate", "ContentTime", "ContentDate", "TimeOfSecondaryCapture",
+            "DateOfSecondaryCapture", "ContributingEquipmentSequence", "DimensionOrganizationSequence",
+            "DimensionIndexSequence"}
+
+
+def _content(path: Path) -> list:
+    ds = pydicom.dcmread(path)
+    return [(e.tag, e.value if e.VR != "SQ" else str(e.value)) for e in ds if e.keyword not in VOLATILE]
+
+
+@pytest.fixture(scope="module")
+def phantom_study(tmp_path_factory):
+    return write_study(tmp_path_factory.mktemp("study"), seed=11, rows=256, cols=256, n_sagittal_slices=5,
+                       n_t1_slices=3, n_axial_slices=2)
+
+
+@pytest.fixture(scope="module")
+def pipeline(plumbing_weights_file):
+    return StudyPipeline(PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1))
+
+
+def test_job_writes_seg_sr_report_and_results(pipeline, phantom_study, tmp_path):
+    outcome = pipeline.process_files([phantom_study.out_dir], tmp_path / "out", version=1)
+    assert outcome.slice is not None and outcome.slice.sop_instance_uid == phantom_study.mid_sagittal_sop_uid
+    assert [o.kind for o in outcome.outputs] == ["seg", "sr", "report"]
+    for output in outcome.outputs:
+        ds = pydicom.dcmread(output.path)
+        assert ds.StudyInstanceUID == phantom_study.study_uid
+        assert ds.SOPInstanceUID == output.sop_instance_uid
+    seg = pydicom.dcmread(outcome.output("seg").path)
+    referenced = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+    assert referenced == phantom_study.mid_sagittal_sop_uid
+    data = json.loads(outcome.results_json.read_text())
+    assert [d["level"] for d in data["discs"]] == ["L1/L2", "L2/L3", "L3/L4", "L4/L5", "L5/S1"]
+    assert data["source"]["sop_instance_uid"] == phantom_study.mid_sagittal_sop_uid
+    assert data["outputs"] == {"seg": "seg.dcm", "sr": "sr.dcm", "report": "report.dcm"}
+    assert {name for name, _ in outcome.timings_s} >= {"select", "load", "segment", "quantify", "encode", "write"}
+
+
+def test_same_study_twice_gives_identical_outputs_new_version_new_uids(pipeline, phantom_study, tmp_path):
+    first = pipeline.process_files([phantom_study.out_dir], tmp_path / "a", version=1)
+    again = pipeline.process_files([phantom_study.out_dir], tmp_path / "b", version=1)
+    for a, b in zip(first.outputs, again.outputs, strict=True):
+        assert a.sop_instance_uid == b.sop_instance_uid and a.series_instance_uid == b.series_instance_uid
+        assert _content(a.path) == _content(b.path), a.kind
+    newer = pipeline.process_files([phantom_study.out_dir], tmp_path / "c", version=2)
+    assert {o.sop_instance_uid for o in newer.outputs}.isdisjoint({o.sop_instance_uid for o in first.outputs})
+
+
+def test_model_is_loaded_once_and_reused(pipeline, phantom_study, tmp_path):
+    pipeline.process_files([phantom_study.out_dir], tmp_path / "x")
+    segmenter = pipeline.segmenter
+    pipeline.process_files([phantom_study.out_dir], tmp_path / "y")
+    assert pipeline.segmenter is segmenter
+
+
+def test_study_without_sagittal_t2_gives_no_seg_sr_and_a_reason(pipeline, phantom_study, tmp_path):
+    folders = [phantom_study.series_by_kind("sag_t1").files[0].parent, phantom_study.series_by_kind("ax_t2").files[0].parent]
+    outcome = pipeline.process_files(folders, tmp_path / "out")
+    assert outcome.outputs == () and outcome.quantitation is None
+    assert outcome.reason.startswith("no lumbar sagittal T2 series")
+    assert "T1 weighted" in outcome.reason
+    data = json.loads(outcome.results_json.read_text())
+    assert data["discs"] == [] and data["selection"]["reason"] == outcome.reason
+
+
+def test_no_series_sr_when_configured(plumbing_weights_file, phantom_study, tmp_path):
+    pipe = StudyPipeline(PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1,
+                                          no_series_sr=True))
+    folder = phantom_study.series_by_kind("sag_t1").files[0].parent
+    outcome = pipe.process_files([folder], tmp_path / "out")
+    assert [o.kind for o in outcome.outputs] == ["no_series_sr"]
+    sr = pydicom.dcmread(outcome.outputs[0].path)
+    assert sr.StudyInstanceUID == phantom_study.study_uid
+    assert "No lumbar sagittal T2" in str(sr)
+
+
+def test_failure_names_the_stage(pipeline, phantom_study, tmp_path):
+    study = tmp_path / "broken"
+    shutil.copytree(phantom_study.out_dir, study)
+    mid = study / phantom_study.mid_sagittal_file.relative_to(phantom_study.out_dir)
+    ds = pydicom.dcmread(mid)
+    ds.PixelData = ds.PixelData[:100]  # truncated pixel data: headers fine, pixels unusable
+    ds.save_as(mid, enforce_file_format=True)
+    with pytest.raises(StageError) as info:
+        pipeline.process_files([study], tmp_path / "out")
+    assert info.value.stage in {"load", "segment"}
+    assert info.value.study_uid == phantom_study.study_uid
+
+
+def test_best_mode_segments_central_slices(plumbing_weights_file, phantom_study, tmp_path):
+    settings = PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1,
+                                selection=SelectionRules(mid_slice="best", best_candidates=3))
+    outcome = StudyPipeline(settings).process_files([phantom_study.out_dir], tmp_path / "out")
+    # all-CSF maps score the same: the tie goes to the geometric centre
+    assert outcome.slice.sop_instance_uid == phantom_study.mid_sagittal_sop_uid
