@@ -114,11 +114,11 @@ def _num(name: Code, value: float | None, unit: Code, method: Method, *, derivat
 def _reference_properties(dev: ReferenceDeviation) -> hd.sr.MeasurementProperties:
     unit = codes.MILLIMETER if dev.quantity == "dh" else codes.NO_UNITS
     values = [hd.sr.NumContentItem(name=codes.MEAN, value=float(dev.reference_mean), unit=unit,
-                                   relationship_type="CONTAINS")]
+                                   relationship_type="HAS PROPERTIES")]
     if dev.reference_sd is not None:
         values.append(hd.sr.NumContentItem(name=pydicom_codes.SCT.StandardDeviation,
                                            value=float(dev.reference_sd), unit=unit,
-                                           relationship_type="CONTAINS"))
+                                           relationship_type="HAS PROPERTIES"))
     return hd.sr.MeasurementProperties(
         measurement_statistical_properties=hd.sr.MeasurementStatisticalProperties(
             values=values, description=dev.reference[:64]))
