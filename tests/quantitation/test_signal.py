@@ -1,0 +1,54 @@
+"""ΔSI on disc histograms drawn from known two-peak distributions (method default)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quantitation import quantify_slice
+from quantitation import phantom as ph
+from quantitation import signal_intensity as sig
+
+
+def _two_peaks(rng: np.random.Generator, n: int, m1: float, m2: float, sd: float, frac: float) -> np.ndarray:
+    k = int(n * frac)
+    v = np.concatenate([rng.normal(m1, sd, k), rng.normal(m2, sd, n - k)])
+    return np.clip(np.rint(v), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_two_peak_difference_recovered_within_2(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sd = float(rng.uniform(3, 8))
+    m1 = float(rng.uniform(60, 220))
+    sep = float(rng.uniform(5 * sd, 120))
+    m2 = m1 - sep if m1 - sep > 15 else m1 + sep
+    if m2 > 245:
+        m2 = m1 - sep
+    n = int(rng.integers(400, 3000))
+    frac = float(rng.uniform(0.35, 0.7))
+    p = sig.robust_peaks(_two_peaks(rng, n, m1, m2, sd, frac))
+    assert p.difference == pytest.approx(abs(m1 - m2), abs=2.0)
+
+
+def test_unimodal_disc_gives_small_difference() -> None:
+    rng = np.random.default_rng(1)
+    v = np.clip(np.rint(rng.normal(90, 6, 1500)), 0, 255).astype(np.uint8)
+    p = sig.robust_peaks(v)
+    assert p.difference < 12  # about one SD: the shoulder, no spurious tail bin
+
+
+def test_phantom_slice_delta_si_and_fat_reference() -> None:
+    spine = ph.draw_spine((700, 420), (0.4, 0.4), disc_peaks=(180.0, 80.0), disc_sd=5.0, csf_level=220, fat_level=170)
+    q = quantify_slice(spine.labels, spine.image, spine.spacing)
+    assert q.csf_reference == pytest.approx(220, abs=1)
+    assert q.fat_reference == pytest.approx(170, abs=1)
+    for d in q.discs:
+        assert d.delta_si == pytest.approx(100 * 255 / 220, abs=2 * 255 / 220)
+        assert d.delta_si_fat == pytest.approx(100 * 255 / 170, abs=2 * 255 / 170)
+        assert d.grade_group == 1
+
+
+def test_empty_region_raises_value_error() -> None:
+    with pytest.raises(ValueError):
+        sig.robust_peaks(np.zeros(0, np.uint8))
