@@ -1,0 +1,117 @@
+"""Crash safety: SIGKILL in the middle of receiving, restart, nothing acknowledged is lost; unsent results resent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+from dicom_node.config import load_config
+from dicom_node.index import SpoolIndex
+from peers import OrthancPeer, wait_for
+
+from conftest import orthanc_destination
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _serve(config_file: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    log = open(log_file, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen([sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config_file)],
+                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def _echo_ok(port: int) -> bool:
+    ae = AE(ae_title="TESTSCU")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="BIANQUE")
+    if not assoc.is_established:
+        return False
+    try:
+        rsp = assoc.send_c_echo()
+        return bool(rsp) and rsp.Status == 0
+    finally:
+        assoc.release()
+
+
+def test_sigkill_mid_receive_loses_no_acknowledged_instance(node_config_file, mr_study, tmp_path: Path) -> None:
+    config_file = node_config_file({"completion": {"quiet_period_s": 1.0, "poll_interval_s": 0.2}})
+    config = load_config(config_file, environ={})
+    port = config.network.port
+    log_file = tmp_path / "serve.log"
+    process = _serve(config_file, log_file)
+    try:
+        wait_for(lambda: process.poll() is None and _echo_ok(port), 30, f"node listening; log: {log_file}")
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", port, ae_title="BIANQUE")
+        assert assoc.is_established
+        acknowledged: list[str] = []
+        files = mr_study.series[0].files
+        for number, path in enumerate(files):
+            if number == 4:
+                process.send_signal(signal.SIGKILL)  # in the middle of the association
+                process.wait(timeout=10)
+            try:
+                rsp = assoc.send_c_store(pydicom.dcmread(path))
+            except RuntimeError:  # the association is gone with the killed node
+                break
+            if rsp and rsp.get("Status") == 0:
+                acknowledged.append(mr_study.series[0].sop_uids[number])
+        if assoc.is_established:
+            assoc.abort()
+        assert len(acknowledged) == 4, acknowledged
+        assert process.returncode == -signal.SIGKILL
+
+        process = _serve(config_file, log_file)
+        wait_for(lambda: process.poll() is None and _echo_ok(port), 30, "node listening again after restart")
+        index = SpoolIndex(config.index_path)
+        try:
+            for sop_uid in acknowledged:
+                stored = Path(config.spool.directory) / "studies" / mr_study.study_uid / mr_study.series[0].series_uid
+                ds = pydicom.dcmread(stored / f"{sop_uid}.dcm")
+                assert ds.SOPInstanceUID == sop_uid and len(ds.PixelData) == 64 * 64 * 2
+                assert index.has_instance(sop_uid)
+            series_uid = mr_study.series[0].series_uid
+            wait_for(lambda: (s := index.series(series_uid)) is not None and s.state == "complete", 15,
+                     "series completes after the restart")
+            wait_for(lambda: [j for j in index.jobs() if j.state == "done"], 15, "study job done after restart")
+            assert index.series(series_uid).instance_count == len(acknowledged)
+        finally:
+            index.close()
+        assert not list(Path(config.spool.directory).rglob("*.tmp"))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert "node stopped" in log_file.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_unsent_results_are_sent_after_restart(node_factory, orthanc: OrthancPeer, mr_study, tmp_path: Path) -> None:
+    orthanc.stop(graceful=False)
+    spool = tmp_path / "shared-spool"
+    settings = {"spool": {"directory": str(spool)},
+                "destinations": [orthanc_destination(orthanc, initial_delay_s=0.2, max_delay_s=0.3)]}
+    first = node_factory(settings)
+    path = mr_study.series[1].files[0]
+    job_id = first.node.enqueue_send([path])
+    wait_for(lambda: first.index.sends(job_id)[0].attempt >= 1, 15, "one failed attempt")
+    first.stop()
+    orthanc.start()
+    second = node_factory(settings)
+    wait_for(lambda: second.index.job(job_id).state == "done", 20, "resent by the restarted node")
+    sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+    assert orthanc.find_instance(sop_uid) is not None
