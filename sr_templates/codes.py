@@ -160,6 +160,10 @@ def deviation_concept(quantity: str, kind: str) -> Code:
     return _private(f"{q_code}-{k_code}", f"{q_name} {k_name} vs population ref.")
 
 
+def is_known_deviation(quantity: str, kind: str) -> bool:
+    return quantity in _QUANTITIES and kind in _DEVIATION_KINDS
+
+
 def deviation_evaluation_concept(quantity: str) -> Code:
     """CODE concept: where a quantity lies relative to its population reference range."""
     try:

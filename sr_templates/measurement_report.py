@@ -132,12 +132,15 @@ def _deviation_z(dev: ReferenceDeviation) -> float | None:
     return None
 
 
-def _deviation_items(deviations: Sequence[ReferenceDeviation], method: Method
+def _deviation_items(deviations: Sequence[ReferenceDeviation], method: Method, notes: list[str]
                      ) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
     measurements: list[hd.sr.Measurement] = []
     evaluations: list[hd.sr.QualitativeEvaluation] = []
     evaluated: set[str] = set()
     for dev in deviations:
+        if not codes.is_known_deviation(dev.quantity, dev.kind):
+            notes.append(f"deviation {dev.quantity}/{dev.kind} = {dev.value:g} vs {dev.reference} (no code, not encoded)")
+            continue
         measurements += _num(codes.deviation_concept(dev.quantity, dev.kind), dev.value, codes.NO_UNITS, method,
                              properties=_reference_properties(dev))
         z = _deviation_z(dev)
@@ -154,7 +157,9 @@ def _deviation_items(deviations: Sequence[ReferenceDeviation], method: Method
     return measurements, evaluations
 
 
-def _disc_content(disc: DiscResult) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+def _disc_content(disc: DiscResult, notes: list[str]
+                  ) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
+    """Measurements and evaluations of one disc; anything that cannot be coded goes to ``notes``."""
     m = disc.method
     measurements = (
         _num(codes.HEIGHT, disc.dh_mm, codes.MILLIMETER, m, derivation=codes.MEAN)
@@ -165,11 +170,11 @@ def _disc_content(disc: DiscResult) -> tuple[list[hd.sr.Measurement], list[hd.sr
         + _num(codes.GRADE_Z, disc.grade_z, codes.NO_UNITS, m)
     )
     evaluations = []
-    if disc.grade_group is not None:
-        if disc.grade_group not in codes.GRADE_GROUP_VALUES:
-            raise OutputEncodingError(f"grade group {disc.grade_group} of disc {disc.level} is not in 1..5")
+    if disc.grade_group in codes.GRADE_GROUP_VALUES:
         evaluations.append(hd.sr.QualitativeEvaluation(codes.GRADE_GROUP, codes.GRADE_GROUP_VALUES[disc.grade_group]))
-    dev_measurements, dev_evaluations = _deviation_items(disc.deviations, m)
+    elif disc.grade_group is not None:
+        notes.append(f"grade group {disc.grade_group} is outside 1..5 and was not encoded")
+    dev_measurements, dev_evaluations = _deviation_items(disc.deviations, m, notes)
     return measurements + dev_measurements, evaluations + dev_evaluations
 
 
@@ -234,9 +239,10 @@ def _planar_group(ctx: _Context, structure: codes.StructureCode, role: str, poin
 
 def _disc_groups(ctx: _Context, disc: DiscResult) -> list[AnyGroup]:
     structure = codes.STRUCTURES[codes.LEVEL_TO_LABEL[disc.level]]
-    measurements, evaluations = _disc_content(disc)
-    groups: list[AnyGroup] = [_structure_group(ctx, structure, f"disc {disc.level}", disc.status, disc.reasons,
-                                               disc.method, measurements, evaluations)]
+    notes: list[str] = []
+    measurements, evaluations = _disc_content(disc, notes)
+    groups: list[AnyGroup] = [_structure_group(ctx, structure, f"disc {disc.level}", disc.status,
+                                               (*disc.reasons, *notes), disc.method, measurements, evaluations)]
     if disc.height_line is not None:
         groups.append(_planar_group(ctx, structure, "height line", disc.height_line, False,
                                     _num(codes.HEIGHT, disc.dh_mm, codes.MILLIMETER, disc.method,
@@ -302,7 +308,9 @@ def build_measurement_report(
         uid_seed: seed for deterministic UIDs (include the job version).
 
     Raises:
-        OutputEncodingError: unknown SR kind, grade out of range, unusable source.
+        OutputEncodingError: unknown SR kind, unusable source, SEG of another study. Values that
+            cannot be coded (grade group outside 1..5, unknown deviation quantity) do not fail the
+            report: they become "Comment" TEXT items of their group.
     """
     frame_index = check_frame_index(source, frame_index)
     doc_class = sr_document_class(sr_kind)

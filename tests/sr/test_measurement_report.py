@@ -236,3 +236,21 @@ def test_no_series_report(mr_slice, algorithm):
     assert _evaluations(groups[0])[_key(codes.ANALYSIS_OUTCOME)] == _key(codes.NO_LUMBAR_SAGITTAL_T2)
     assert sr.StudyInstanceUID == mr_slice.StudyInstanceUID
     assert [t for g in groups for t in _texts(g)] == ["No lumbar sagittal T2 series was found in this study"]
+
+
+def test_uncodable_values_become_comments_not_failures(mr_slice, outputs, algorithm):
+    import dataclasses
+
+    from quantitation.results import ReferenceDeviation
+
+    seg, q = outputs
+    odd = dataclasses.replace(q.discs[0], grade_group=7, deviations=(
+        ReferenceDeviation("wd", "z", 1.5, 40.0, 4.0, "future reference"),))
+    q2 = dataclasses.replace(q, discs=(odd, *q.discs[1:]))
+    sr = _reread(build_measurement_report(mr_slice, seg, q2, algorithm, uid_seed="job-1"))
+    group = sr.content.get_volumetric_roi_measurement_groups(finding_type=codes.DISC_CODES["L1/L2"])[0]
+    assert _key(codes.GRADE_GROUP) not in _evaluations(group)
+    texts = _texts(group)
+    assert any("grade group 7" in t for t in texts)
+    assert any("wd/z" in t and "future reference" in t for t in texts)
+    assert _numbers(group)[_key(codes.HEIGHT)][0] == pytest.approx(odd.dh_mm)
