@@ -9,7 +9,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+    sys.path.append(str(HERE))  # appended: tests/conftest.py must stay the module named "conftest"
 
 from e2e_helpers import plumbing_weights  # noqa: E402
 

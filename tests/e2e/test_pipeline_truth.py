@@ -1,0 +1,119 @@
+"""The pipeline measured against the phantom's ground truth with an oracle segmenter.
+
+The oracle hands the pipeline the phantom's true label map (resampled onto the model grid as a network
+output would be), so everything after the network runs for real: slice selection, the model-grid ->
+source-grid mapping, quantitation, SEG/SR encoding. This checks the pipeline's geometry and units
+independently of how well the shipped weights segment.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from e2e_helpers import disc_heights_mm
+
+from dicom_node.pipeline import PipelineSettings, StudyPipeline
+from inference.synthetic.study import write_study
+
+
+class OracleSegmenter:
+    """Prepares slices like the real Segmenter, but 'predicts' the true label map of known slices."""
+
+    def __init__(self, real, truth_by_sop: dict[str, np.ndarray]) -> None:
+        self.real = real
+        self.truth = truth_by_sop
+        self.identity = real.identity
+        self.input_size = real.input_size
+
+    def prepare(self, ds, frame_index=None):
+        return self.real.prepare(ds, frame_index)
+
+    def segment(self, prepared):
+        results = []
+        for prep in prepared:
+            t = prep.transform
+            truth = self.truth.get(prep.sop_instance_uid)
+            model = np.zeros((t.model_size, t.model_size), np.uint8)
+            if truth is not None:
+                canon = t.source_to_canonical_array(truth)
+                nh, nw = t.resized_shape
+                resized = cv2.resize(canon, (nw, nh), interpolation=cv2.INTER_NEAREST)
+                model[t.offset[0]:t.offset[0] + nh, t.offset[1]:t.offset[1] + nw] = resized
+            results.append(SimpleNamespace(label_map=t.labels_to_source(model), label_map_model=model,
+                                           postprocess_warnings=()))
+        return results
+
+
+@pytest.fixture(scope="module")
+def oracle_pipeline(plumbing_weights_file):
+    return lambda truth: StudyPipeline(
+        PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1),
+        segmenter=OracleSegmenter(
+            StudyPipeline(PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1)).segmenter,
+            truth,
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def clean_study(tmp_path_factory):
+    return write_study(tmp_path_factory.mktemp("clean"), seed=5, clean=True, n_sagittal_slices=3, n_t1_slices=1,
+                       n_axial_slices=1)
+
+
+@pytest.fixture(scope="module")
+def clean_outcome(oracle_pipeline, clean_study, tmp_path_factory):
+    pipeline = oracle_pipeline({clean_study.mid_sagittal_sop_uid: clean_study.phantom.labels})
+    return pipeline.process_files([clean_study.out_dir], tmp_path_factory.mktemp("out"))
+
+
+def test_sr_disc_heights_equal_quantitation_on_the_source_grid(clean_study, clean_outcome):
+    """The pipeline (model grid 320, mapping, SR encoding) adds at most 0.4 mm to what quantitation
+    measures directly on the true source-grid label map."""
+    from quantitation import quantify_slice
+
+    phantom = clean_study.phantom
+    image8 = (np.clip(phantom.image / phantom.image.max(), 0, 1) * 255).astype(np.uint8)
+    direct = {d.level: d.dh_mm for d in quantify_slice(phantom.labels, image8, phantom.pixel_spacing_mm).discs}
+    assert clean_outcome.slice.sop_instance_uid == clean_study.mid_sagittal_sop_uid
+    heights = disc_heights_mm(pydicom.dcmread(clean_outcome.output("sr").path))
+    assert set(heights) == set(direct)
+    for level, value in heights.items():
+        assert abs(value - direct[level]) <= 0.4, (level, value, direct[level])
+    # disc axis mid-points, mapped back to the source grid, land near the drawn ones
+    for disc, true in zip(clean_outcome.quantitation.discs, phantom.discs, strict=True):
+        assert np.hypot(*np.subtract(disc.anterior_mid, true.anterior_mid)) < 3.0, disc.level
+        assert np.hypot(*np.subtract(disc.posterior_mid, true.posterior_mid)) < 3.0, disc.level
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known: quantitation's default DH on the phantom's TRUE label map is ~0.6 mm (about one pixel) below the "
+    "phantom's stated height_mm on every disc: the two definitions disagree (issues 4/6); reported to the lead"))
+def test_sr_disc_heights_match_phantom_truth_with_true_labels(clean_study, clean_outcome):
+    heights = disc_heights_mm(pydicom.dcmread(clean_outcome.output("sr").path))
+    truth = {d.level: d.height_mm for d in clean_study.phantom.discs}
+    for level, value in heights.items():
+        assert abs(value - truth[level]) <= 0.5, (level, value, truth[level])
+
+
+def test_compressed_transfer_syntaxes_give_the_same_results(oracle_pipeline, tmp_path):
+    documents = {}
+    for syntax in ("explicit", "jpeg2000-lossless", "jpegls-lossless"):
+        manifest = write_study(tmp_path / syntax, seed=9, rows=256, cols=256, transfer_syntax=syntax,
+                               n_sagittal_slices=3, n_t1_slices=1, n_axial_slices=1, deterministic_uids=True)
+        # keyed by the file's own SOP UID: write_study's compressed files get new UIDs (reported to issue 6)
+        src = pydicom.dcmread(manifest.mid_sagittal_file, stop_before_pixels=True)
+        pipeline = oracle_pipeline({str(src.SOPInstanceUID): manifest.phantom.labels})
+        outcome = pipeline.process_files([manifest.out_dir], tmp_path / f"out-{syntax}")
+        assert outcome.slice.path == manifest.mid_sagittal_file
+        assert src.file_meta.TransferSyntaxUID.name.lower().replace(" ", "").startswith(
+            {"explicit": "explicitvr", "jpeg2000-lossless": "jpeg2000", "jpegls-lossless": "jpeg-ls"}[syntax])
+        documents[syntax] = json.loads(outcome.results_json.read_text())["discs"]
+        assert any(d["measurements"].get("delta_si") for d in documents[syntax])
+    assert documents["jpeg2000-lossless"] == documents["explicit"]
+    assert documents["jpegls-lossless"] == documents["explicit"]
