@@ -1,0 +1,122 @@
+"""Per-class Dice and IoU (paper Table 2 metrics) on the original pixel grid, counting only labelled classes.
+
+For each sample, the network sees the canvas-fitted, CLAHE-normalised image; its logits are cropped to
+the image area, resized back to the sample's own grid (bilinear) and turned into a label map by
+argmax. A class counts for a sample when the source labels it exactly there (``Sample.labelled``)
+and the reference mask is non-empty; the score of a class is the mean over such samples.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from inference.training.datasets import CLASS_NAMES, Sample
+from inference.training.labels import BODIES, DISCS, S1
+from inference.training.transforms import fit_to_canvas, normalise_1ch
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    name: str
+    index: int
+    dice: float
+    iou: float
+    n: int  # samples counted
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    dataset: str
+    n_samples: int
+    classes: tuple[ClassScore, ...]
+    summary: dict[str, float]  # disc / vertebral body / CSF / all means (only over counted classes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def markdown(self) -> str:
+        lines = [f"Dataset `{self.dataset}` ({self.n_samples} slices)", "", "| class | Dice | IoU | n |", "|---|---|---|---|"]
+        for c in self.classes:
+            lines.append(f"| {c.name} | {c.dice:.3f} | {c.iou:.3f} | {c.n} |")
+        for k, v in self.summary.items():
+            lines.append(f"| **{k}** | **{v:.3f}** | | |")
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def predict_labels(
+    model: torch.nn.Module, image8: np.ndarray, size: int, device: torch.device | str = "cpu",
+    spacing: tuple[float, float] | None = None, tta_scales: Sequence[float] = (1.0,),
+) -> np.ndarray:
+    """Label map (argmax) on the image's own grid."""
+    canvas, _, fit = fit_to_canvas(image8, None, size, spacing)
+    probs_sum = None
+    for s in tta_scales:
+        if s == 1.0:
+            c = canvas
+        else:
+            m = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), 0.0, s)
+            c = cv2.warpAffine(canvas, m, (size, size), flags=cv2.INTER_LINEAR)
+        x = torch.from_numpy(normalise_1ch(c))[None, None].expand(1, 3, size, size).contiguous().to(device)
+        logits = model(x).float()
+        probs = torch.softmax(logits, 1)[0].cpu().numpy()
+        if s != 1.0:
+            inv = cv2.invertAffineTransform(m)
+            probs = np.stack([cv2.warpAffine(p, inv, (size, size), flags=cv2.INTER_LINEAR) for p in probs])
+        probs_sum = probs if probs_sum is None else probs_sum + probs
+    crop = fit.crop(probs_sum)
+    h, w = image8.shape[:2]
+    up = np.stack([cv2.resize(np.ascontiguousarray(p), (w, h), interpolation=cv2.INTER_LINEAR) for p in crop])
+    return up.argmax(0).astype(np.uint8)
+
+
+def score_samples(
+    predictions: Sequence[np.ndarray], samples: Sequence[Sample], dataset: str,
+) -> EvalReport:
+    per: dict[int, list[tuple[float, float]]] = {}
+    for pred, s in zip(predictions, samples):
+        for c in s.labelled:
+            t = s.target(c)
+            if not t.any():
+                continue
+            pm = pred == c
+            inter = float((pm & t).sum())
+            union = float((pm | t).sum())
+            dice = 2 * inter / (float(pm.sum()) + float(t.sum()))
+            per.setdefault(c, []).append((dice, inter / union if union else 1.0))
+    classes = tuple(
+        ClassScore(CLASS_NAMES[c], c, float(np.mean([d for d, _ in v])), float(np.mean([i for _, i in v])), len(v))
+        for c, v in sorted(per.items())
+    )
+    summary: dict[str, float] = {}
+    by = {c.index: c for c in classes}
+    for key, idx in (("discs", DISCS), ("vertebral bodies", BODIES + (S1,)), ("CSF", (1,))):
+        vals = [by[i].dice for i in idx if i in by]
+        if vals:
+            summary[key] = float(np.mean(vals))
+    if classes:
+        summary["all labelled classes"] = float(np.mean([c.dice for c in classes]))
+    return EvalReport(dataset=dataset, n_samples=len(samples), classes=classes, summary=summary)
+
+
+def evaluate_model(
+    model: torch.nn.Module, samples: Sequence[Sample], size: int, dataset: str, device: torch.device | str = "cpu",
+    tta_scales: Sequence[float] = (1.0,),
+) -> EvalReport:
+    model.eval()
+    preds = [predict_labels(model, s.image, size, device, s.spacing_mm, tta_scales) for s in samples]
+    return score_samples(preds, samples, dataset)
+
+
+def write_report(reports: Sequence[EvalReport], out_json: Path, out_md: Path | None = None) -> None:
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps([asdict(r) for r in reports], indent=2))
+    if out_md is not None:
+        out_md.write_text("\n\n".join(r.markdown() for r in reports) + "\n")

@@ -1,0 +1,96 @@
+"""Loaders on the real data in ../shared/data: partial-label codes, level mapping, split by subject."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.training.datasets import (
+    CODE_NOT_TARGET,
+    VALIDATION_SUBJECTS,
+    load_ivd,
+    load_spider,
+    load_vb,
+    load_vesal,
+    phantom_sample,
+    split_by_subject,
+)
+from inference.training.labels import BODIES, DISCS, determined_classes, make_table
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def _need(p: Path) -> Path:
+    if not p.exists():
+        pytest.fail(f"shared data missing: {p} (the repo's sibling ../shared/data must exist)")
+    return p
+
+
+def _row(mask: np.ndarray) -> float:
+    return float(np.nonzero(mask)[0].mean())
+
+
+def test_spider_levels_bottom_up_bodies_anterior_to_canal_and_partial_table() -> None:
+    samples = load_spider(_need(DATA / "spider"), slices_per_subject=1, subjects=["5", "7", "22"])
+    assert len(samples) == 3 and all(s.mid for s in samples)
+    for s in samples:
+        assert s.labelled == (1,) + BODIES + DISCS  # levels resolved on these patients
+        # level order head -> feet: L1, L1/L2, ..., L5, L5/S1
+        rows = [_row(s.codes == c) for c in (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)]
+        assert all(np.diff(rows) > 0), rows
+        # bodies lie anterior to the canal; posterior elements are "not a target class"
+        canal_cols = np.nonzero(s.codes == 1)[1]
+        for c in BODIES:
+            assert np.nonzero(s.codes == c)[1].mean() < canal_cols.mean()
+        assert (s.codes == CODE_NOT_TARGET).sum() > 500
+        assert np.nonzero(s.codes == CODE_NOT_TARGET)[1].mean() > canal_cols.mean()
+        # unlabelled pixels may be sacrum or presacral fat (never forced to background) but not a lumbar class
+        assert s.table[0, 0] and s.table[0, 12] and s.table[0, 13] and not s.table[0, 2:12].any()
+        assert s.table[CODE_NOT_TARGET].tolist() == [True] + [False] * 13
+        assert sorted(determined_classes(s.table, np.unique(s.codes))) == list(range(1, 12))
+
+
+def test_ivd_discs_are_level_specific_and_only_discs_are_labelled() -> None:
+    samples = load_ivd(_need(DATA / "fastcleverseg_lumbar" / "ivd_t2"), slices_per_subject=1, subjects=["11"])
+    (s,) = samples
+    assert s.labelled == DISCS
+    rows = [_row(s.codes == c) for c in DISCS]  # L1/L2 .. L5/S1
+    assert all(np.diff(rows) > 0)
+    assert s.table[0].sum() == 9 and not s.table[0, list(DISCS)].any()  # background code allows non-disc classes
+
+
+def test_vb_instance_ids_sorted_to_levels_lowest_is_l5() -> None:
+    samples = load_vb(_need(DATA / "fastcleverseg_lumbar" / "vb2_t2tse"), slices_per_subject=1, subjects=["02"])
+    (s,) = samples
+    rows = [_row(s.codes == c) for c in BODIES]
+    assert all(np.diff(rows) > 0)
+    assert (s.codes == CODE_NOT_TARGET).any()  # T11/T12 are none of the 14 classes
+    assert _row(s.codes == CODE_NOT_TARGET) < rows[0]
+
+
+def test_vesal_has_no_levels_but_group_constraints() -> None:
+    samples = load_vesal(_need(DATA / "vesal_sag_t2"))
+    assert samples and all(s.labelled == () for s in samples)
+    s = samples[0]
+    disc_code = int(s.codes[s.codes != 0].min())
+    assert set(np.nonzero(s.table[disc_code])[0]) == {0, 3, 5, 7, 9, 11}
+
+
+def test_split_is_by_subject_and_fixed() -> None:
+    samples = load_spider(_need(DATA / "spider"), slices_per_subject=3, subjects=["5", "7"])
+    train, val = split_by_subject(samples)
+    assert {s.subject for s in val} == {"5"} and {s.subject for s in train} == {"7"}
+    assert "5" in VALIDATION_SUBJECTS["spider"]
+
+
+def test_phantom_sample_is_fully_labelled() -> None:
+    s = phantom_sample(3, size=128)
+    assert s.labelled == tuple(range(1, 14)) and s.image.dtype == np.uint8
+    assert determined_classes(s.table, np.unique(s.codes)) == list(range(14))
+
+
+def test_make_table_rejects_bad_classes() -> None:
+    with pytest.raises(ValueError):
+        make_table([14])
