@@ -6,6 +6,7 @@ The handlers only write the spool file and one index row and then notify the nod
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class Receiver:
         self.spool_dir = Path(config.spool.directory)
         self.on_instance = on_instance
         self._server: ThreadedAssociationServer | None = None
+        self._ae: AE | None = None
 
     # -- set-up ------------------------------------------------------------------------------------
     def build_ae(self) -> AE:
@@ -73,7 +75,8 @@ class Receiver:
             (evt.EVT_C_ECHO, self.handle_echo),
             (evt.EVT_C_STORE, self.handle_store),
         ]
-        self._server = self.build_ae().start_server(
+        self._ae = self.build_ae()
+        self._server = self._ae.start_server(
             (network.bind_address, network.port), block=False, evt_handlers=handlers, ssl_context=ssl_context
         )
         log.info("listening", ae_title=network.ae_title, address=network.bind_address, port=self.port,
@@ -86,17 +89,32 @@ class Receiver:
             return self.config.network.port
         return int(self._server.server_address[1])
 
-    def stop(self) -> None:
-        """Stop listening; associations in progress are closed by pynetdicom's server shutdown."""
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Stop listening, let associations in progress finish (up to ``grace_s``), then abort the rest."""
         server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            log.info("stopped listening", ae_title=self.config.network.ae_title)
+        if server is None:
+            return
+        server.shutdown()
+        log.info("stopped listening", ae_title=self.config.network.ae_title)
+        ae = self._ae
+        if ae is None:
+            return
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(a.is_acceptor for a in ae.active_associations):
+            time.sleep(0.05)
+        for assoc in ae.active_associations:
+            if assoc.is_acceptor:
+                log.warning("aborting association still open at shutdown", **self._peer_of(assoc))
+                assoc.abort()
 
     # -- association events ------------------------------------------------------------------------
     @staticmethod
     def _peer(event: evt.Event) -> dict[str, Any]:
-        requestor = event.assoc.requestor
+        return Receiver._peer_of(event.assoc)
+
+    @staticmethod
+    def _peer_of(assoc: Any) -> dict[str, Any]:
+        requestor = assoc.requestor
         calling = requestor.ae_title
         primitive = getattr(requestor, "primitive", None)
         if not calling and primitive is not None:  # not yet copied from the A-ASSOCIATE-RQ at EVT_REQUESTED

@@ -115,3 +115,47 @@ def test_unsent_results_are_sent_after_restart(node_factory, orthanc: OrthancPee
     wait_for(lambda: second.index.job(job_id).state == "done", 20, "resent by the restarted node")
     sop_uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
     assert orthanc.find_instance(sop_uid) is not None
+
+
+def test_sigterm_finishes_open_association_and_logs_json_without_phi(node_config_file, mr_study, tmp_path: Path) -> None:
+    import json
+
+    config_file = node_config_file({"logging": {"format": "json", "level": "INFO"}})
+    config = load_config(config_file, environ={})
+    port = config.network.port
+    log_file = tmp_path / "serve.log"
+    process = _serve(config_file, log_file)
+    try:
+        wait_for(lambda: process.poll() is None and _echo_ok(port), 30, "node listening")
+        ae = AE(ae_title="TESTSCU")
+        ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", port, ae_title="BIANQUE")
+        assert assoc.is_established
+        statuses = []
+        for number, path in enumerate(mr_study.series[0].files):
+            if number == 2:
+                process.send_signal(signal.SIGTERM)
+            statuses.append(assoc.send_c_store(pydicom.dcmread(path)).Status)
+        assoc.release()
+        assert statuses == [0] * len(mr_study.series[0].files)  # work in hand finished
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    text = log_file.read_text()
+    events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    names = [e["event"] for e in events]
+    assert "association accepted" in names and "association released" in names and "node stopped" in names
+    stored = [e for e in events if e["event"] == "instance stored"]
+    assert {e["sop_instance_uid"] for e in stored} == set(mr_study.series[0].sop_uids)
+    assert all(e["calling_ae"] == "TESTSCU" and e["study_uid"] == mr_study.study_uid for e in stored)
+    for phi in ("PHANTOM^LUMBAR", "PHANTOM001", "ACC0001"):
+        assert phi not in text
+    index = SpoolIndex(config.index_path)
+    try:
+        assert index.instance_count() == len(mr_study.series[0].files)
+    finally:
+        index.close()
+    for db_file in config.index_path.parent.glob("index.sqlite3*"):
+        assert b"PHANTOM" not in db_file.read_bytes()  # no patient identity in the index
