@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gzip
 import sys
-from io import BytesIO
 from collections.abc import Callable
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -20,7 +18,6 @@ from quantitation.results import (
     Status,
     VertebraResult,
 )
-from sr_templates import AlgorithmInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -184,20 +181,6 @@ def make_mr_slice(orientation: str = "sagittal", *, label_map: np.ndarray | None
     ds.PixelRepresentation = 0
     ds.PixelData = _phantom_pixels(label_map).tobytes()
     return ds
-
-
-def scaled_quantitation(q: SliceQuantitation, factor: float) -> SliceQuantitation:
-    """The same results with every point scaled (to put the phantom on a smaller grid)."""
-    def sp(p):
-        return None if p is None else (p[0] * factor, p[1] * factor)
-
-    discs = tuple(dataclasses.replace(
-        d, anterior_mid=sp(d.anterior_mid), posterior_mid=sp(d.posterior_mid),
-        height_line=None if d.height_line is None else tuple(sp(p) for p in d.height_line),
-        outline=None if d.outline is None else tuple(sp(p) for p in d.outline)) for d in q.discs)
-    vertebrae = tuple(dataclasses.replace(
-        v, corners=None if v.corners is None else tuple(sp(p) for p in v.corners)) for v in q.vertebrae)
-    return dataclasses.replace(q, discs=discs, vertebrae=vertebrae)
 
 
 def make_enhanced_mr(orientation: str = "sagittal", *, n_frames: int = 3, analysed_frame: int = 1,

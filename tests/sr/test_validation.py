@@ -169,3 +169,28 @@ def test_dcmqi_reads_sr_back_with_segment_links(written, tmp_path):
             assert float(items[("DSI", "99BIANQUE")]["value"]) == pytest.approx(disc.delta_si)
     device = meta["observerContext"]
     assert "BianqueNet" in json.dumps(device)
+
+
+DCENTVFY_ALLOWED = (
+    # dicom3tools files Accession Number under a different information entity for SR documents than
+    # for images; the value itself is the source's in every file (asserted below)
+    r"^Warning - Different information entities for attribute - Element=<AccessionNumber> IE <\w+> versus <\w+>",
+)
+
+
+def test_dcentvfy_patient_study_consistent_across_source_and_outputs(written, tmp_path):
+    """dcentvfy: the source and all outputs agree on patient and study attributes."""
+    import pydicom
+
+    dcentvfy = require_tool("dcentvfy")
+    source = tmp_path / "source.dcm"
+    written.source.save_as(source, enforce_file_format=True)
+    files = [source, written.seg, written.srs["enhanced"], written.image]
+    proc = subprocess.run([dcentvfy, *map(str, files)], capture_output=True, text=True, timeout=60)
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert not [line for line in lines if line.startswith("Error")], "\n".join(lines)
+    unexpected = [line for line in lines if not any(re.match(p, line) for p in DCENTVFY_ALLOWED)]
+    assert unexpected == [], "\n".join(lines)
+    headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber", "StudyDate"):
+        assert len({str(h.get(keyword)) for h in headers}) == 1, keyword
