@@ -182,3 +182,29 @@ def test_status_code_constants() -> None:
     assert status_codes.is_permanent_failure(0x0122) and status_codes.is_permanent_failure(0xA900)
     assert status_codes.is_permanent_failure(0xC210)
     assert not status_codes.is_permanent_failure(0xA700) and not status_codes.is_permanent_failure(0x0110)
+
+
+def test_every_promised_transfer_syntax_and_storage_class_is_negotiated(running_node) -> None:
+    from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian, JPEG2000, JPEG2000Lossless,
+                             JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless)
+    from pynetdicom.sop_class import EnhancedMRImageStorage, SegmentationStorage  # type: ignore[attr-defined]
+
+    syntaxes = [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian,
+                JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000,
+                RLELossless]
+    ae = AE(ae_title="TESTSCU")
+    for ts in syntaxes:
+        ae.add_requested_context(MRImageStorage, ts)
+    for sop_class in (EnhancedMRImageStorage, SegmentationStorage, "1.2.840.10008.5.1.4.1.1.88.22"):
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate(running_node.host, running_node.port, ae_title=running_node.aet)
+    assert assoc.is_established
+    try:
+        accepted = {(str(c.abstract_syntax), str(c.transfer_syntax[0])) for c in assoc.accepted_contexts}
+    finally:
+        assoc.release()
+    for ts in syntaxes:
+        assert (str(MRImageStorage), str(ts)) in accepted, ts.name
+    assert (str(EnhancedMRImageStorage), str(ExplicitVRLittleEndian)) in accepted
+    assert (str(SegmentationStorage), str(ExplicitVRLittleEndian)) in accepted
+    assert ("1.2.840.10008.5.1.4.1.1.88.22", str(ExplicitVRLittleEndian)) in accepted
