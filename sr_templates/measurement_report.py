@@ -37,6 +37,7 @@ from sr_templates import codes
 from sr_templates.identity import MANUFACTURER, AlgorithmInfo, derive_uid, device_uid
 from sr_templates.segmentation import OUTPUT_CHARACTER_SET
 from sr_templates.source_slice import (
+    institution_kwargs,
     OutputEncodingError,
     check_frame_index,
     frame_numbers,
@@ -338,9 +339,9 @@ def build_measurement_report(
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
-        institution_name=src.get("InstitutionName") or None,
         series_description=SR_SERIES_DESCRIPTION,
         specific_character_set=OUTPUT_CHARACTER_SET,
+        **institution_kwargs(src),
         coding_schemes=[codes.coding_scheme_identification()],
         manufacturer_model_name=algorithm.model_name,
         software_versions=algorithm.software_version,

@@ -9,6 +9,7 @@ from sr_templates import codes
 from sr_templates.identity import MANUFACTURER, AlgorithmInfo, derive_uid
 from sr_templates.measurement_report import SR_SERIES_NUMBER, SrKind, observation_context, sr_document_class
 from sr_templates.segmentation import OUTPUT_CHARACTER_SET
+from sr_templates.source_slice import institution_kwargs
 
 NO_SERIES_DESCRIPTION = "BianqueNet disc quantitation - no lumbar sagittal T2 found"
 
@@ -55,6 +56,7 @@ def build_no_series_report(
         is_complete=True,
         series_description=NO_SERIES_DESCRIPTION,
         specific_character_set=OUTPUT_CHARACTER_SET,
+        **institution_kwargs(study_instance),
         coding_schemes=[codes.coding_scheme_identification()],
         manufacturer_model_name=algorithm.model_name,
         software_versions=algorithm.software_version,

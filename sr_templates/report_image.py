@@ -17,6 +17,7 @@ from sr_templates import codes
 from sr_templates.identity import MANUFACTURER, AlgorithmInfo, derive_uid
 from sr_templates.segmentation import OUTPUT_CHARACTER_SET
 from sr_templates.source_slice import (
+    institution_kwargs,
     check_frame_index,
     check_label_map,
     frame_numbers,
@@ -200,6 +201,7 @@ def build_report_image(
         manufacturer=MANUFACTURER,
         series_description=REPORT_SERIES_DESCRIPTION,
         specific_character_set=OUTPUT_CHARACTER_SET,
+        **institution_kwargs(src),
         manufacturer_model_name=algorithm.model_name,
         software_versions=algorithm.software_version,
         device_serial_number=algorithm.serial_number,

@@ -8,7 +8,13 @@ from pydicom import Dataset
 
 from sr_templates import codes
 from sr_templates.identity import MANUFACTURER, AlgorithmInfo, derive_uid
-from sr_templates.source_slice import OutputEncodingError, check_frame_index, check_label_map, metadata_copy
+from sr_templates.source_slice import (
+    OutputEncodingError,
+    check_frame_index,
+    check_label_map,
+    institution_kwargs,
+    metadata_copy,
+)
 
 SEG_SERIES_NUMBER = 9901
 SEG_SERIES_DESCRIPTION = "BianqueNet disc quantitation - segmentation"
@@ -106,6 +112,7 @@ def build_segmentation(
         series_description=SEG_SERIES_DESCRIPTION,
         omit_empty_frames=True,
         specific_character_set=OUTPUT_CHARACTER_SET,
+        **institution_kwargs(src),
         coding_schemes=[codes.coding_scheme_identification()],
     )
 

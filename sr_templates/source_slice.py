@@ -125,6 +125,17 @@ def frame_pixels(source: Dataset, frame_index: int | None) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def institution_kwargs(source: Dataset) -> dict[str, str]:
+    """General Equipment attributes taken over from the source (the site), for highdicom kwargs."""
+    out = {}
+    for keyword, kwarg in (("InstitutionName", "institution_name"),
+                           ("InstitutionalDepartmentName", "institutional_department_name")):
+        value = source.get(keyword)
+        if value:
+            out[kwarg] = str(value)
+    return out
+
+
 def sop_uids(source: Dataset) -> tuple[UID, UID]:
     return UID(source.SOPClassUID), UID(source.SOPInstanceUID)
 

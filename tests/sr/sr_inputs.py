@@ -139,6 +139,7 @@ def _common_patient_study(ds: Dataset, patient_name: str, study_uid: str) -> Non
     ds.Manufacturer = "Phantom"
     ds.Modality = "MR"
     ds.BodyPartExamined = "LSPINE"
+    ds.InstitutionName = "第一医院 Radiology"
 
 
 def make_mr_slice(orientation: str = "sagittal", *, label_map: np.ndarray | None = None,

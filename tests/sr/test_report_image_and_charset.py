@@ -75,13 +75,16 @@ def test_chinese_patient_name_survives_into_every_output(mr_factory, quantitatio
         back, raw = _reread(ds)
         assert back.SpecificCharacterSet == "ISO_IR 192"
         assert str(back.PatientName) == CHINESE_NAME, back.SOPClassUID
-        assert "张".encode("utf-8") in raw
+        assert back.InstitutionName == mr.InstitutionName  # non-ASCII institution from the source too
+        assert back.Manufacturer == "bianque-node"
+        assert "张".encode("utf-8") in raw and "第一医院".encode("utf-8") in raw
 
 
 def test_source_in_another_character_set_is_re_encoded(mr_factory, quantitation, algorithm):
     """A Latin-1 source name (ISO_IR 100) comes out correctly in our UTF-8 outputs."""
     mr = mr_factory("sagittal", patient_name="Müller^Jürgen")
     mr.SpecificCharacterSet = "ISO_IR 100"
+    mr.InstitutionName = "Klinik Süd"
     buffer = BytesIO()
     mr.save_as(buffer, enforce_file_format=True)
     assert "Müller".encode("latin-1") in buffer.getvalue()
@@ -90,4 +93,5 @@ def test_source_in_another_character_set_is_re_encoded(mr_factory, quantitation,
     for ds in outputs.datasets():
         back, raw = _reread(ds)
         assert str(back.PatientName) == "Müller^Jürgen"
+        assert back.InstitutionName == "Klinik Süd"
         assert "Müller".encode("utf-8") in raw

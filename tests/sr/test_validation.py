@@ -134,6 +134,9 @@ def test_dcmqi_reads_seg_back(written, tmp_path):
         labels[merged[0] == attrs["labelID"]] = by_type[attrs["SegmentedPropertyTypeCodeSequence"]["CodeValue"]]
         seg_item = written.seg_ds.SegmentSequence[attrs["labelID"] - 1]
         assert attrs["TrackingUniqueIdentifier"] == seg_item.TrackingUID
+        structure = codes.STRUCTURES[by_type[attrs["SegmentedPropertyTypeCodeSequence"]["CodeValue"]]]
+        # CIELab written by us, converted back to RGB by dcmqi: within rounding of our colour
+        assert np.abs(np.array(attrs["recommendedDisplayRGBValue"]) - structure.display_rgb).max() <= 2
     np.testing.assert_array_equal(labels, written.label_map)
     # geometry as dcmqi sees it: origin = the analysed frame's position
     origin = [float(v) for v in fields["space origin"].strip("()").split(",")]
