@@ -163,7 +163,11 @@ class Node:
                 self._work.wait(poll)
                 self._work.clear()
                 continue
-            self._process(job)
+            try:
+                self._process(job)
+            except Exception:  # noqa: BLE001 - e.g. the index is unwritable; the job is requeued on restart
+                log.exception("cannot record the outcome of a job", job_id=job.id)
+                self._stop.wait(poll)
 
     def _study_job(self, job: JobRow) -> StudyJob:
         assert job.study_uid is not None
@@ -235,10 +239,17 @@ class Node:
             for send in due:
                 if self._stop.is_set():
                     break
-                self._send(send)
+                try:
+                    self._send(send)
+                except Exception:  # noqa: BLE001 - keep the sender alive; the send stays pending
+                    log.exception("cannot record a send attempt", job_id=send.job_id, destination=send.destination)
+                    self._stop.wait(poll)
             if due:
                 continue
-            next_at = self.index.next_send_time()
+            try:
+                next_at = self.index.next_send_time()
+            except Exception:  # noqa: BLE001
+                next_at = None
             wait = poll if next_at is None else max(0.0, min(poll, next_at - time.time()))
             self._send_wake.wait(wait)
             self._send_wake.clear()

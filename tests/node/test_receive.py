@@ -208,3 +208,14 @@ def test_every_promised_transfer_syntax_and_storage_class_is_negotiated(running_
     assert (str(EnhancedMRImageStorage), str(ExplicitVRLittleEndian)) in accepted
     assert (str(SegmentationStorage), str(ExplicitVRLittleEndian)) in accepted
     assert ("1.2.840.10008.5.1.4.1.1.88.22", str(ExplicitVRLittleEndian)) in accepted
+
+
+def test_orthanc_pushes_a_study_to_the_node(running_node, orthanc, mr_study) -> None:
+    for path in mr_study.files:
+        orthanc.upload(path)
+    orthanc.register_modality("bianque", running_node.aet, running_node.host, running_node.port)
+    study_id = orthanc.post("/tools/lookup", mr_study.study_uid)[0]["ID"]
+    orthanc.store_to_modality("bianque", [study_id])
+    assert running_node.index.instance_count() == len(mr_study.files)
+    for series in mr_study.series:
+        assert running_node.index.series(series.series_uid).instance_count == len(series.files)
