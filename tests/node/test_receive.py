@@ -9,13 +9,12 @@ from pathlib import Path
 import pydicom
 import pynetdicom
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage, RLELossless, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_node import status_codes
-from peers import peer_env, require_tool, wait_for
+from peers import peer_env, require_tool
 
 
 def _storescu(node, *paths: Path, calling: str = "STORESCU", extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
