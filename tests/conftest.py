@@ -16,14 +16,13 @@ Fixtures (all function-scoped unless noted):
 - ``node_config_file`` -> ``make(config=None) -> Path``: writes a TOML file with the same defaults
   (for ``bianque serve --config`` in a subprocess).
 
-Plain helpers: ``orthanc_destination(orthanc, name="orthanc", **retry)`` (a destination dict for an
-OrthancPeer), ``node_test_config(tmp_path, overrides)`` (the merged dict), and from ``peers``:
-``require_tool``, ``free_port``, ``peer_env``, ``wait_for``.
+Plain helpers live in tests/peers.py (``from peers import ...``): ``orthanc_destination(orthanc,
+name="orthanc", **retry)`` (a destination dict for an OrthancPeer), ``node_test_config(tmp_path,
+overrides)`` (the merged config dict), ``require_tool``, ``free_port``, ``peer_env``, ``wait_for``.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
@@ -38,7 +37,16 @@ REPO_ROOT = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from peers import OrthancPeer, free_port, peer_env, require_tool, wait_for  # noqa: E402
+from peers import (  # noqa: E402
+    NODE_AET,
+    OrthancPeer,
+    free_port,
+    node_test_config,
+    orthanc_destination,
+    peer_env,
+    require_tool,
+    wait_for,
+)
 
 
 def _load_mr_study_module() -> Any:
@@ -58,6 +66,7 @@ write_mr_study = _mr.write_mr_study
 GeneratedStudy = _mr.GeneratedStudy
 
 __all__ = [
+    "NODE_AET",
     "OrthancPeer",
     "RunningNode",
     "free_port",
@@ -69,8 +78,6 @@ __all__ = [
     "write_mr_study",
 ]
 
-NODE_AET = "BIANQUE"
-TEST_SENDERS = ("STORESCU", "ECHOSCU", "ORTHANC", "TESTSCU", "FINDSCU")
 
 
 # -- Orthanc -----------------------------------------------------------------------------------------
@@ -101,45 +108,6 @@ def mr_study(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 # -- our node ----------------------------------------------------------------------------------------
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def orthanc_destination(orthanc: OrthancPeer, name: str = "orthanc", **retry: Any) -> dict[str, Any]:
-    """A destination entry (config dict) pointing at an OrthancPeer, with short test retry delays."""
-    policy = {"max_attempts": 20, "initial_delay_s": 0.2, "max_delay_s": 1.0, "multiplier": 2.0, "jitter": 0.1}
-    policy.update(retry)
-    return {"name": name, "ae_title": orthanc.aet, "host": orthanc.host, "port": orthanc.dicom_port, "retry": policy}
-
-
-def node_test_config(tmp_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The node configuration used by tests (a dict with the TOML file's keys), with overrides merged."""
-    base: dict[str, Any] = {
-        "network": {
-            "ae_title": NODE_AET,
-            "bind_address": "127.0.0.1",
-            "port": free_port(),
-            "acse_timeout_s": 10,
-            "dimse_timeout_s": 20,
-            "network_timeout_s": 20,
-        },
-        "allowed_senders": [{"ae_title": aet} for aet in TEST_SENDERS],
-        "destinations": [],
-        "spool": {"directory": str(tmp_path / "spool"), "retention_days": 30},
-        "completion": {"quiet_period_s": 0.5, "poll_interval_s": 0.2},
-        "model": {"weights": "default", "device": "cpu", "cpu_threads": 1},
-        "processing": {"enabled": False},
-        "logging": {"format": "console", "level": "INFO"},
-    }
-    return _deep_merge(base, overrides or {})
-
-
 @dataclass
 class RunningNode:
     """A node started in-process by ``node_factory``.

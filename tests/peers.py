@@ -7,12 +7,18 @@ Public helpers (import with ``from peers import ...``; tests/conftest.py puts th
 - ``free_port() -> int``: a currently free TCP port on 127.0.0.1.
 - ``peer_env() -> dict[str, str]``: ``os.environ`` plus ``TCP_NODELAY=1`` (for DCMTK and Orthanc).
 - ``wait_for(predicate, timeout_s, message, interval_s=0.05)``: poll with a deadline, never a bare sleep.
+- ``node_test_config(tmp_path, overrides=None) -> dict``: the node configuration tests use (free
+  port, spool under tmp_path, quiet period 0.5 s, processing off, senders STORESCU/ECHOSCU/ORTHANC/
+  TESTSCU/FINDSCU allowed) with ``overrides`` deep-merged (same keys as the TOML file).
+- ``orthanc_destination(orthanc, name="orthanc", **retry) -> dict``: a ``[[destinations]]`` entry for
+  an OrthancPeer with short retry delays (``retry`` overrides max_attempts, initial_delay_s, ...).
 - ``OrthancPeer``: an Orthanc PACS on free loopback ports with its own temporary storage.
   ``start()``/``stop()`` restart it with the same storage and ports.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -28,6 +34,9 @@ import pytest
 import requests
 
 T = TypeVar("T")
+
+NODE_AET = "BIANQUE"
+TEST_SENDERS = ("STORESCU", "ECHOSCU", "ORTHANC", "TESTSCU", "FINDSCU")
 
 ORTHANC_CANDIDATES = ("/usr/sbin/Orthanc", "/usr/bin/Orthanc")
 TOOL_PACKAGES = {
@@ -308,3 +317,43 @@ class OrthancPeer:
 
     def __repr__(self) -> str:
         return f"OrthancPeer(aet={self.aet!r}, dicom_port={self.dicom_port}, url={self.url!r})"
+
+
+# -- node configuration for tests ----------------------------------------------------------------
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def orthanc_destination(orthanc: OrthancPeer, name: str = "orthanc", **retry: Any) -> dict[str, Any]:
+    """A destination entry (config dict) pointing at an OrthancPeer, with short test retry delays."""
+    policy = {"max_attempts": 20, "initial_delay_s": 0.2, "max_delay_s": 1.0, "multiplier": 2.0, "jitter": 0.1}
+    policy.update(retry)
+    return {"name": name, "ae_title": orthanc.aet, "host": orthanc.host, "port": orthanc.dicom_port, "retry": policy}
+
+
+def node_test_config(tmp_path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The node configuration used by tests (a dict with the TOML file's keys), with overrides merged."""
+    base: dict[str, Any] = {
+        "network": {
+            "ae_title": NODE_AET,
+            "bind_address": "127.0.0.1",
+            "port": free_port(),
+            "acse_timeout_s": 10,
+            "dimse_timeout_s": 20,
+            "network_timeout_s": 20,
+        },
+        "allowed_senders": [{"ae_title": aet} for aet in TEST_SENDERS],
+        "destinations": [],
+        "spool": {"directory": str(tmp_path / "spool"), "retention_days": 30},
+        "completion": {"quiet_period_s": 0.5, "poll_interval_s": 0.2},
+        "model": {"weights": "default", "device": "cpu", "cpu_threads": 1},
+        "processing": {"enabled": False},
+        "logging": {"format": "console", "level": "INFO"},
+    }
+    return _deep_merge(base, overrides or {})

@@ -14,9 +14,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_node.config import load_config
 from dicom_node.index import SpoolIndex
-from peers import OrthancPeer, wait_for
-
-from conftest import orthanc_destination
+from peers import OrthancPeer, orthanc_destination, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

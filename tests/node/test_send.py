@@ -11,9 +11,7 @@ import pytest
 
 from dicom_node.backoff import retry_delay_s
 from dicom_node.config import RetryPolicy, dump_toml
-from peers import OrthancPeer, free_port, wait_for
-
-from conftest import orthanc_destination
+from peers import OrthancPeer, free_port, orthanc_destination, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,7 +101,7 @@ def test_permanent_refusal_is_not_retried(node_factory, mr_study, tmp_path: Path
 def test_echo_command_reports_failures(orthanc: OrthancPeer, tmp_path: Path) -> None:
     config = {"destinations": [orthanc_destination(orthanc), {"name": "nowhere", "ae_title": "NOBODY",
                                                               "host": "127.0.0.1", "port": free_port()}]}
-    from conftest import node_test_config
+    from peers import node_test_config
 
     config_file = tmp_path / "node.toml"
     config_file.write_text(dump_toml(node_test_config(tmp_path, config)))
