@@ -1,0 +1,182 @@
+"""CPU latency of one 512x512 slice: full BianqueNet and the light variant, fp32 vs bf16 autocast.
+
+Usage: .venv/bin/python bench/bench_inference.py [--threads 2] [--repeats 5] [--json out.json]
+
+* Input: a synthetic lumbar phantom slice (inference.synthetic), preprocessed like a DICOM slice
+  (8-bit, CLAHE, spec normalisation). Full model: random weights (the published checkpoint is not
+  shipped); light model: the shipped weights when present, else random.
+* Configurations are measured interleaved (fp32, bf16, fp32, bf16, ...) so that load from other
+  processes on the machine affects them alike; report the medians and the bf16/fp32 and light/full ratios.
+* bf16 = torch.autocast("cpu", bfloat16) + channels_last; only offered when the CPU has bf16 units, and
+  only acceptable when its label maps agree with fp32 on >= 99.5 % of pixels.
+* ``--profile`` prints the top operators of one fp32 forward pass of each model first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from inference.model import build_model  # noqa: E402
+from inference.preprocess import normalise  # noqa: E402
+from inference.weights_io import DEFAULT_WEIGHTS_PATH, load_weights  # noqa: E402
+
+AGREEMENT_GATE = 0.995
+
+
+def machine_description() -> dict[str, object]:
+    model = platform.processor()
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    flags = ""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "logical_cpus": os.cpu_count(),
+        "bf16_units": any(f in flags for f in ("avx512_bf16", "amx_bf16")),
+        "amx": "amx_bf16" in flags,
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "load_average_start": os.getloadavg(),
+    }
+
+
+def phantom_input(size: int) -> np.ndarray:
+    try:
+        from inference.synthetic.phantom import PhantomOptions, generate_phantom
+
+        ph = generate_phantom(seed=3, options=PhantomOptions(rows=size, cols=size))
+        img = ph.image / max(float(np.percentile(ph.image, 99.5)), 1e-6) * 255.0
+        img8 = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    except Exception as exc:  # noqa: BLE001 - bench still runs without the phantom generator
+        print(f"(phantom generator unavailable: {exc}; using a smooth random image)")
+        rng = np.random.default_rng(0)
+        img8 = (rng.random((size // 16, size // 16)) * 255).astype(np.uint8).repeat(16, 0).repeat(16, 1)
+    return normalise(img8)[None]
+
+
+def load_models() -> dict[str, tuple[torch.nn.Module, str]]:
+    torch.manual_seed(0)
+    models: dict[str, tuple[torch.nn.Module, str]] = {"bianquenet": (build_model("bianquenet").eval(), "random")}
+    if DEFAULT_WEIGHTS_PATH.is_file():
+        loaded = load_weights(DEFAULT_WEIGHTS_PATH)
+        models["light"] = (loaded.model.eval(), f"shipped {DEFAULT_WEIGHTS_PATH.name}")
+    else:
+        models["light"] = (build_model("light").eval(), "random")
+    return models
+
+
+def make_runner(model: torch.nn.Module, x: torch.Tensor, bf16: bool):
+    if not bf16:
+        m32 = model.to(memory_format=torch.contiguous_format)
+
+        def run() -> torch.Tensor:
+            return m32(x)
+        return run
+    mcl = model.to(memory_format=torch.channels_last)
+    xcl = x.contiguous(memory_format=torch.channels_last)
+
+    def run_bf16() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return mcl(xcl)
+    return run_bf16
+
+
+def profile(name: str, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, float]]:
+    with torch.inference_mode(), torch.profiler.profile(record_shapes=True) as prof:
+        model(x)
+    rows = sorted(prof.key_averages(group_by_input_shape=True), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in rows)
+    top = [(f"{e.key} {e.input_shapes[:2]}", e.self_cpu_time_total / total) for e in rows[:6]]
+    print(f"\nprofile {name} (fp32, share of self CPU time):")
+    for k, share in top:
+        print(f"  {share * 100:5.1f} %  {k}")
+    return top
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--variants", default="bianquenet,light")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    info = machine_description()
+    print(json.dumps(info, indent=1))
+    x = torch.from_numpy(phantom_input(args.size))
+    models = load_models()
+    results: dict[str, object] = {"machine": info, "threads": args.threads, "size": args.size, "rows": []}
+    for name in args.variants.split(","):
+        model, weights = models[name]
+        if args.profile:
+            results[f"profile_{name}"] = profile(name, model, x)
+        configs = {"fp32": False}
+        if info["bf16_units"]:
+            configs["bf16+channels_last"] = True
+        runners = {c: make_runner(model, x, bf) for c, bf in configs.items()}
+        times: dict[str, list[float]] = {c: [] for c in configs}
+        labels: dict[str, np.ndarray] = {}
+        with torch.inference_mode():
+            for c, run in runners.items():  # warm-up, labels for the agreement check
+                labels[c] = run().float().argmax(1).numpy()
+            for _ in range(args.repeats):
+                for c, run in runners.items():
+                    t0 = time.perf_counter()
+                    run()
+                    times[c].append(time.perf_counter() - t0)
+        for c in configs:
+            agree = float((labels[c] == labels["fp32"]).mean())
+            row = {
+                "variant": name, "weights": weights, "config": c,
+                "median_s": statistics.median(times[c]), "min_s": min(times[c]),
+                "agreement_vs_fp32": agree, "gate_passed": agree >= AGREEMENT_GATE,
+                "params": sum(p.numel() for p in model.parameters()),
+            }
+            results["rows"].append(row)  # type: ignore[union-attr]
+            print(json.dumps(row))
+    results["load_average_end"] = os.getloadavg()
+    rows = results["rows"]  # type: ignore[assignment]
+    print("\n| variant | weights | config | median s | min s | label agreement vs fp32 | gate |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:  # type: ignore[union-attr]
+        print(f"| {r['variant']} | {r['weights']} | {r['config']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
+              f"{r['agreement_vs_fp32'] * 100:.2f} % | {'pass' if r['gate_passed'] else 'FAIL'} |")
+    med = {(r["variant"], r["config"]): r["median_s"] for r in rows}  # type: ignore[union-attr]
+    for v in ("bianquenet", "light"):
+        if (v, "bf16+channels_last") in med:
+            print(f"{v}: bf16/fp32 = {med[(v, 'bf16+channels_last')] / med[(v, 'fp32')]:.2f}")
+    if ("light", "fp32") in med and ("bianquenet", "fp32") in med:
+        print(f"light/full (fp32) = {med[('light', 'fp32')] / med[('bianquenet', 'fp32')]:.3f}")
+    print(f"load average start {info['load_average_start']}, end {results['load_average_end']}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
