@@ -13,7 +13,7 @@ Example (``inference/training/recipes/light.toml``)::
     seed = 0
 
     [[sources]]
-    kind = "spider"        # phantom | spider | vb | ivd | vesal | labelme | labelmap | mat
+    kind = "spider"        # phantom | spider | vb | ivd | vesal | labelme | labelmap | mat | cache
     path = "spider"        # relative to the data root (--data-root, $BIANQUE_DATA, <repo>/../shared/data)
     weight = 0.35          # share of each batch drawn from this source
     slices = 5             # central slices per subject
@@ -42,7 +42,7 @@ from inference.training.datasets import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
-KINDS = ("phantom", "spider", "vb", "ivd", "vesal", "labelme", "labelmap", "mat")
+KINDS = ("phantom", "spider", "vb", "ivd", "vesal", "labelme", "labelmap", "mat", "cache")
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class TrainConfig:
     bf16_cpu: bool = True
     channels_last: bool = True
     threads: int | None = None
+    workers: int = 0  # threads for augmentation (OpenCV releases the GIL); 0 = main thread
     tta_scales: tuple[float, ...] = (1.0,)
     sources: tuple[SourceSpec, ...] = field(default_factory=tuple)
     data_root: str | None = None
@@ -157,6 +158,10 @@ def load_source(spec: SourceSpec, root: Path, input_size: int) -> tuple[list[Sam
         return load_labelme(p), []
     if spec.kind == "labelmap":
         return load_labelmap(p, labelled=spec.labelled), []
+    if spec.kind == "cache":
+        from inference.training.cache import load_cache
+
+        return load_cache(p), []
     if spec.kind == "mat":
         if not spec.mapping:
             raise DatasetError("a 'mat' source needs a mapping {value = class index}")

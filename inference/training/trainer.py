@@ -13,6 +13,7 @@ import math
 import platform
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from inference.training.datasets import Sample, split_by_subject
 from inference.training.evaluation import EvalReport, evaluate_model, write_report
 from inference.training.labels import NUM_CLASSES, group_weight
 from inference.training.loss import partial_label_loss
-from inference.training.recipe import TrainConfig, load_source
+from inference.training.recipe import SourceSpec, TrainConfig, load_source
 from inference.training.transforms import AugmentConfig, augment, fit_to_canvas, normalise_1ch
 
 
@@ -65,10 +66,20 @@ def _prepare(samples: Sequence[Sample], size: int, tables: list[np.ndarray]) -> 
     return out
 
 
+def _augment_one(args: tuple[_Prepared, int, AugmentConfig]) -> tuple[np.ndarray, np.ndarray]:
+    p, seed, aug = args
+    img, cod = augment(p.image, p.codes, np.random.default_rng(int(seed)), aug)
+    return normalise_1ch(img), cod
+
+
 def pick_device(name: str | None) -> torch.device:
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _key(spec: SourceSpec) -> str:
+    return f"{spec.kind}:{spec.path}"
 
 
 def load_all_sources(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[dict[str, list[Sample]], list[Sample]]:
@@ -80,23 +91,28 @@ def load_all_sources(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[dict
         t0 = time.perf_counter()
         samples, extra_val = load_source(spec, root, cfg.input_size)
         tr, va = split_by_subject(samples)
-        train.setdefault(spec.kind, []).extend(tr)
+        train.setdefault(_key(spec), []).extend(tr)
         val.extend([s for s in va if s.mid] + extra_val)
         log(f"source {spec.kind}: {len(tr)} train slices, {len([s for s in va if s.mid]) + len(extra_val)} validation slices "
             f"({time.perf_counter() - t0:.1f} s)")
     return train, val
 
 
-def _lr_lambda(total: int, warmup_frac: float) -> Callable[[int], float]:
-    warm = max(1, int(total * warmup_frac))
+def lr_factor(progress: float, warmup_frac: float) -> float:
+    """Linear warm-up, then cosine decay to 2 % of the peak; ``progress`` in [0, 1]."""
+    if progress < warmup_frac:
+        return max(progress / warmup_frac, 0.01)
+    t = (progress - warmup_frac) / max(1e-9, 1 - warmup_frac)
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
-    def f(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        t = (step - warm) / max(1, total - warm)
-        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
-    return f
+def _set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, minutes: float) -> None:
+    """Progress is the larger of step/steps and elapsed/max_minutes, so a time-limited run still anneals."""
+    progress = step / cfg.steps
+    if cfg.max_minutes:
+        progress = max(progress, minutes / cfg.max_minutes)
+    for g in opt.param_groups:
+        g["lr"] = cfg.lr * lr_factor(progress, cfg.warmup_frac)
 
 
 def _val_score(reports: Sequence[EvalReport]) -> float:
@@ -148,9 +164,9 @@ def train(
     train_sets, val = load_all_sources(cfg, _log)
     tables: list[np.ndarray] = []
     prepared = {k: _prepare(v, cfg.input_size, tables) for k, v in train_sets.items() if v}
-    weights = {spec.kind: 0.0 for spec in cfg.sources}
+    weights = {_key(spec): 0.0 for spec in cfg.sources}
     for spec in cfg.sources:
-        weights[spec.kind] += spec.weight
+        weights[_key(spec)] += spec.weight
     kinds = [k for k in prepared if weights.get(k, 0) > 0]
     if not kinds:
         raise ValueError("no training samples: every source is empty or has weight 0")
@@ -165,7 +181,6 @@ def train(
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg.steps, cfg.warmup_frac))
     step, best, history_loss = 0, -1.0, []
     ckpt_path = out / "checkpoint.pt"
     elapsed_before = 0.0
@@ -173,7 +188,6 @@ def train(
         ck = torch.load(ckpt_path, map_location=dev, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
         step, best = int(ck["step"]), float(ck["best"])
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
@@ -183,6 +197,7 @@ def train(
     autocast_dtype = torch.bfloat16
     use_autocast = (dev.type == "cpu" and cfg.bf16_cpu) or dev.type == "cuda"
     t_loop = time.perf_counter()
+    _set_lr(opt, cfg, step, (elapsed_before + time.perf_counter() - t_start) / 60.0)
     model.train()
     reports: tuple[EvalReport, ...] = ()
     last_loss = float("nan")
@@ -190,28 +205,28 @@ def train(
     def save_checkpoint() -> None:
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({
-            "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "model": model.state_dict(), "optimizer": opt.state_dict(),
             "step": step, "best": best, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "elapsed_s": elapsed_before + time.perf_counter() - t_loop, "config": asdict(cfg),
         }, tmp)
         tmp.replace(ckpt_path)
 
     bar = _Progress(cfg.steps, step, enabled=progress)
+    executor = ThreadPoolExecutor(cfg.workers) if cfg.workers > 0 else None
+    pool_map = executor.map if executor is not None else map
     while step < cfg.steps:
-        if cfg.max_minutes is not None and (time.perf_counter() - t_start) / 60.0 > cfg.max_minutes:
+        if cfg.max_minutes is not None and (elapsed_before + time.perf_counter() - t_start) / 60.0 > cfg.max_minutes:
             _log(f"time budget of {cfg.max_minutes} min reached at step {step}")
             break
         ks = rng.choice(len(kinds), size=cfg.batch_size, p=probs)
-        xs, cs, tids, gs, ws = [], [], [], [], []
-        for k in ks:
-            pool = prepared[kinds[k]]
-            p = pool[int(rng.integers(len(pool)))]
-            img, cod = augment(p.image, p.codes, rng, aug)
-            xs.append(normalise_1ch(img))
-            cs.append(cod)
-            tids.append(p.table_id)
-            gs.append(p.groups)
-            ws.append(p.gweights)
+        picks = [prepared[kinds[k]][int(rng.integers(len(prepared[kinds[k]])))] for k in ks]
+        seeds = rng.integers(0, 2**63 - 1, size=len(picks))
+        items = list(pool_map(_augment_one, zip(picks, seeds, [aug] * len(picks))))
+        xs = [it[0] for it in items]
+        cs = [it[1] for it in items]
+        tids = [p.table_id for p in picks]
+        gs = [p.groups for p in picks]
+        ws = [p.gweights for p in picks]
         x = torch.from_numpy(np.stack(xs))[:, None].expand(-1, 3, -1, -1).contiguous().to(dev)
         if use_cl:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -226,8 +241,8 @@ def train(
         lv.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        sched.step()
         step += 1
+        _set_lr(opt, cfg, step, (elapsed_before + time.perf_counter() - t_start) / 60.0)
         last_loss = float(lv.total.detach())
         history_loss.append(last_loss)
         bar.update(step, last_loss, best)
@@ -235,7 +250,7 @@ def train(
             reports = validate(model, val, cfg, dev)
             score = _val_score(reports)
             rec = {"step": step, "loss": float(np.mean(history_loss[-cfg.val_every:])), "val_dice": score,
-                   "lr": sched.get_last_lr()[0], "elapsed_s": elapsed_before + time.perf_counter() - t_loop,
+                   "lr": opt.param_groups[0]["lr"], "elapsed_s": elapsed_before + time.perf_counter() - t_loop,
                    "per_source": {r.dataset: r.summary for r in reports}}
             with open(out / "train_log.jsonl", "a") as f:
                 f.write(json.dumps(rec) + "\n")
@@ -246,6 +261,8 @@ def train(
                 save_weights(out / "best.pt", model, cfg.variant, cfg.input_size, model_card={"step": step, "val_dice": score}, half=False)
             save_checkpoint()
     bar.close()
+    if executor is not None:
+        executor.shutdown()
     if step % cfg.val_every != 0:
         save_checkpoint()
     wall = elapsed_before + time.perf_counter() - t_loop

@@ -42,17 +42,17 @@ def test_few_steps_lower_the_loss() -> None:
 def test_train_loop_checkpoints_resumes_and_writes_weights(tmp_path: Path) -> None:
     from inference.weights_io import load_weights
 
-    cfg = TrainConfig(input_size=64, steps=4, batch_size=2, val_every=2, threads=2,
+    cfg = TrainConfig(input_size=64, steps=2, batch_size=2, val_every=1, threads=2,
                       sources=(SourceSpec(kind="phantom", weight=1.0, count=3, val_count=1),))
     first = train(cfg, tmp_path, resume=False, progress=False)
-    assert first.steps_done == 4 and (tmp_path / "checkpoint.pt").is_file()
+    assert first.steps_done == 2 and (tmp_path / "checkpoint.pt").is_file()
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [2, 4]
-    more = train(TrainConfig(**{**cfg.__dict__, "steps": 6}), tmp_path, resume=True, progress=False)
-    assert more.steps_done == 6
+    assert [r["step"] for r in log] == [1, 2]
+    more = train(TrainConfig(**{**cfg.__dict__, "steps": 3}), tmp_path, resume=True, progress=False)
+    assert more.steps_done == 3
     assert "resumed from" in (tmp_path / "train.log").read_text()
     loaded = load_weights(more.weights_path)
     assert loaded.variant == "light" and loaded.input_size == 64
-    assert loaded.model_card["steps"] == 6
+    assert loaded.model_card["steps"] == 3
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report[0]["dataset"] == "phantom"
