@@ -12,6 +12,8 @@ Public helpers (import with ``from peers import ...``; tests/conftest.py puts th
   TESTSCU/FINDSCU allowed) with ``overrides`` deep-merged (same keys as the TOML file).
 - ``orthanc_destination(orthanc, name="orthanc", **retry) -> dict``: a ``[[destinations]]`` entry for
   an OrthancPeer with short retry delays (``retry`` overrides max_attempts, initial_delay_s, ...).
+- ``start_node_process(config_file, log_file) -> Popen``: ``bianque serve`` as a subprocess;
+  ``dicom_echo(port, host, called_aet, calling_aet) -> bool`` to wait until it listens.
 - ``OrthancPeer``: an Orthanc PACS on free loopback ports with its own temporary storage.
   ``start()``/``stop()`` restart it with the same storage and ports.
 """
@@ -357,3 +359,41 @@ def node_test_config(tmp_path: Path, overrides: dict[str, Any] | None = None) ->
         "logging": {"format": "console", "level": "INFO"},
     }
     return _deep_merge(base, overrides or {})
+
+
+# -- our node as a subprocess ------------------------------------------------------------------------
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_node_process(config_file: Path, log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``bianque serve --config FILE`` (this interpreter) with stdout+stderr appended to ``log_file``.
+
+    Wait for it with ``wait_for(lambda: dicom_echo(port), ...)``; stop it with SIGTERM (clean) or SIGKILL.
+    """
+    import sys
+
+    log = open(log_file, "ab")  # noqa: SIM115 - handed to the child process
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config_file)],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+    finally:
+        log.close()
+
+
+def dicom_echo(port: int, host: str = "127.0.0.1", called_aet: str = NODE_AET, calling_aet: str = "TESTSCU") -> bool:
+    """True if a C-ECHO (pynetdicom) to ``host:port`` succeeds."""
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    ae = AE(ae_title=calling_aet)
+    ae.add_requested_context(Verification)
+    assoc = ae.associate(host, port, ae_title=called_aet)
+    if not assoc.is_established:
+        return False
+    try:
+        rsp = assoc.send_c_echo()
+        return bool(rsp) and "Status" in rsp and int(rsp.Status) == 0
+    finally:
+        assoc.release()

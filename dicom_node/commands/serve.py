@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -40,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot start the node", error=str(exc),
                   hint="is the port in use, or below 1024 without the right capability? is the spool writable?")
+        print(f"bianque: cannot start the node: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - e.g. the analysis pipeline cannot load its model
+        log.error("cannot start the node", error=f"{type(exc).__name__}: {exc}",
+                  hint="check [model] weights/device and [processing]; or set processing.enabled = false")
+        print(f"bianque: cannot start the node: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     try:
         while not stop.wait(1.0):

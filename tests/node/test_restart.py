@@ -3,42 +3,15 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from dicom_node.config import load_config
 from dicom_node.index import SpoolIndex
-from peers import OrthancPeer, orthanc_destination, wait_for
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _serve(config_file: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    log = open(log_file, "ab")  # noqa: SIM115 - handed to the child
-    try:
-        return subprocess.Popen([sys.executable, "-m", "dicom_node.cli", "serve", "--config", str(config_file)],
-                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    finally:
-        log.close()
-
-
-def _echo_ok(port: int) -> bool:
-    ae = AE(ae_title="TESTSCU")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title="BIANQUE")
-    if not assoc.is_established:
-        return False
-    try:
-        rsp = assoc.send_c_echo()
-        return bool(rsp) and rsp.Status == 0
-    finally:
-        assoc.release()
+from peers import OrthancPeer, dicom_echo, orthanc_destination, start_node_process, wait_for
 
 
 def test_sigkill_mid_receive_loses_no_acknowledged_instance(node_config_file, mr_study, tmp_path: Path) -> None:
@@ -46,9 +19,9 @@ def test_sigkill_mid_receive_loses_no_acknowledged_instance(node_config_file, mr
     config = load_config(config_file, environ={})
     port = config.network.port
     log_file = tmp_path / "serve.log"
-    process = _serve(config_file, log_file)
+    process = start_node_process(config_file, log_file)
     try:
-        wait_for(lambda: process.poll() is None and _echo_ok(port), 30, f"node listening; log: {log_file}")
+        wait_for(lambda: process.poll() is None and dicom_echo(port), 30, f"node listening; log: {log_file}")
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
         assoc = ae.associate("127.0.0.1", port, ae_title="BIANQUE")
@@ -70,8 +43,8 @@ def test_sigkill_mid_receive_loses_no_acknowledged_instance(node_config_file, mr
         assert len(acknowledged) == 4, acknowledged
         assert process.returncode == -signal.SIGKILL
 
-        process = _serve(config_file, log_file)
-        wait_for(lambda: process.poll() is None and _echo_ok(port), 30, "node listening again after restart")
+        process = start_node_process(config_file, log_file)
+        wait_for(lambda: process.poll() is None and dicom_echo(port), 30, "node listening again after restart")
         index = SpoolIndex(config.index_path)
         try:
             for sop_uid in acknowledged:
@@ -120,9 +93,9 @@ def test_sigterm_finishes_open_association_and_logs_json_without_phi(node_config
     config = load_config(config_file, environ={})
     port = config.network.port
     log_file = tmp_path / "serve.log"
-    process = _serve(config_file, log_file)
+    process = start_node_process(config_file, log_file)
     try:
-        wait_for(lambda: process.poll() is None and _echo_ok(port), 30, "node listening")
+        wait_for(lambda: process.poll() is None and dicom_echo(port), 30, "node listening")
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(MRImageStorage, ExplicitVRLittleEndian)
         assoc = ae.associate("127.0.0.1", port, ae_title="BIANQUE")
@@ -155,3 +128,16 @@ def test_sigterm_finishes_open_association_and_logs_json_without_phi(node_config
         index.close()
     for db_file in config.index_path.parent.glob("index.sqlite3*"):
         assert b"PHANTOM" not in db_file.read_bytes()  # no patient identity in the index
+
+
+def test_serve_reports_a_busy_port_and_exits(node_config_file, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config_file = node_config_file({"network": {"port": busy.getsockname()[1]}})
+        log_file = tmp_path / "serve.log"
+        process = start_node_process(config_file, log_file)
+        assert process.wait(timeout=60) == 1
+    assert "cannot start the node" in log_file.read_text()
