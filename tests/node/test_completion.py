@@ -116,3 +116,19 @@ def test_bianque_complete_forces_completion_while_serving(node_factory, mr_study
     assert len(processor.jobs) == 1 and len(processor.jobs[0].series) == 3
     status = run("status", "--config", str(config_file))
     assert status.returncode == 0 and mr_study.study_uid in status.stdout and "done" in status.stdout
+
+
+def test_completion_timers_fire_once_per_quiet_series() -> None:
+    from dicom_node.completion import CompletionTimers
+
+    fired: list[str] = []
+    timers = CompletionTimers(10.0, fired.append)
+    timers.touch("1.1", at=100.0)
+    timers.touch("1.2", at=100.0)
+    timers.touch("1.1", at=105.0)  # a new instance re-arms the timer
+    assert timers.sweep(now=109.0) == []
+    assert timers.sweep(now=110.0) == ["1.2"]
+    assert timers.pending() == ["1.1"]
+    assert timers.sweep(now=115.0) == ["1.1"]
+    assert timers.sweep(now=200.0) == [] and fired == ["1.2", "1.1"]
+    assert 0.05 <= CompletionTimers(0.5, fired.append).sweep_interval_s <= 0.1
