@@ -65,6 +65,12 @@ def test_max_attempts_fail_the_job_and_retry_requeues_it(node_factory, orthanc: 
     config_file.write_text(dump_toml(node.config))
     status = _bianque("status", "--config", str(config_file))
     assert status.returncode == 0 and "failed" in status.stdout and "cannot connect" in status.stdout
+    as_json = _bianque("status", "--json", "--config", str(config_file))
+    import json
+
+    rows = json.loads(as_json.stdout)
+    assert rows[0]["id"] == job_id and rows[0]["state"] == "failed"
+    assert rows[0]["sends"][0]["destination"] == "orthanc" and rows[0]["sends"][0]["attempt"] == 2
     orthanc.start()
     assert _bianque("retry", "--config", str(config_file), "999999").returncode == 1
     retried = _bianque("retry", "--config", str(config_file), str(job_id))
