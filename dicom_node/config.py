@@ -62,8 +62,14 @@ class TlsConfig(_Section):
 
     @model_validator(mode="after")
     def _files_when_enabled(self) -> TlsConfig:
-        if self.enabled and (self.cert_file is None) != (self.key_file is None):
+        if not self.enabled:
+            return self
+        if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file must be given together")
+        for name in ("cert_file", "key_file", "ca_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name} {str(path)!r} does not exist or is not a file")
         return self
 
 
@@ -83,6 +89,15 @@ class NetworkConfig(_Section):
     @classmethod
     def _ae(cls, value: str) -> str:
         return _check_ae_title(value)
+
+    @field_validator("tls")
+    @classmethod
+    def _server_tls(cls, value: TlsConfig) -> TlsConfig:
+        if value.enabled and (value.cert_file is None or value.key_file is None):
+            raise ValueError("accepting TLS associations needs cert_file and key_file")
+        if value.enabled and value.require_peer_certificate and value.ca_file is None:
+            raise ValueError("require_peer_certificate needs ca_file (or set require_peer_certificate = false)")
+        return value
 
     @field_validator("bind_address")
     @classmethod

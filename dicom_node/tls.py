@@ -13,7 +13,7 @@ def server_context(settings: TlsConfig) -> ssl.SSLContext:
         raise ValueError("network.tls needs cert_file and key_file to accept TLS associations")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(settings.ca_file) if settings.ca_file else None)
     context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
-    context.verify_mode = ssl.CERT_REQUIRED if settings.require_peer_certificate and settings.ca_file else ssl.CERT_NONE
+    context.verify_mode = ssl.CERT_REQUIRED if settings.require_peer_certificate else ssl.CERT_NONE
     return context
 
 

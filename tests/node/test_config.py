@@ -137,3 +137,21 @@ def test_serve_refuses_a_broken_config(tmp_path: Path) -> None:
     result = _bianque("serve", "--config", str(bad))
     assert result.returncode == 1
     assert "network.port" in result.stderr and "not starting" in result.stdout
+
+
+def test_tls_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_config({"network": {"tls": {"enabled": True}}})
+    assert info.value.errors[0][0] == "network.tls" and "cert_file and key_file" in info.value.errors[0][1]
+    cert = tmp_path / "c.pem"
+    cert.write_text("x")
+    with pytest.raises(ConfigError) as info:
+        validate_config({"network": {"tls": {"enabled": True, "cert_file": str(cert), "key_file": str(cert)}}})
+    assert "ca_file" in info.value.errors[0][1]
+    with pytest.raises(ConfigError) as info:
+        validate_config({"destinations": [{"name": "p", "ae_title": "P", "host": "h", "port": 1,
+                                           "tls": {"enabled": True, "ca_file": str(tmp_path / "missing.pem")}}]})
+    assert info.value.errors[0][0] == "destinations.0.tls" and "does not exist" in info.value.errors[0][1]
+    ok = validate_config({"network": {"tls": {"enabled": True, "cert_file": str(cert), "key_file": str(cert),
+                                              "require_peer_certificate": False}}})
+    assert ok.network.tls.enabled
