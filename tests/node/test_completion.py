@@ -9,11 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.uid import generate_uid
 
 from dicom_node.config import dump_toml
 from dicom_node.jobs import StudyJob, StudyProcessor
 from peers import peer_env, require_tool, wait_for
+
+pytestmark = pytest.mark.peers  # real DCMTK / Orthanc peers over loopback
 
 REPO = Path(__file__).resolve().parents[2]
 

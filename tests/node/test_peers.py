@@ -7,6 +7,8 @@ import pytest
 
 from peers import OrthancPeer, require_tool
 
+pytestmark = pytest.mark.peers  # real DCMTK / Orthanc peers over loopback
+
 
 def test_require_tool_finds_dcmtk_and_rejects_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert require_tool("/usr/bin/storescu").endswith("storescu") or pytest.skip("no dcmtk")

@@ -6,12 +6,15 @@ import signal
 from pathlib import Path
 
 import pydicom
+import pytest
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
 
 from dicom_node.config import load_config
 from dicom_node.index import SpoolIndex
 from peers import OrthancPeer, dicom_echo, orthanc_destination, start_node_process, wait_for
+
+pytestmark = pytest.mark.peers  # real DCMTK / Orthanc peers over loopback
 
 
 def test_sigkill_mid_receive_loses_no_acknowledged_instance(node_config_file, mr_study, tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from dicom_node.backoff import retry_delay_s
 from dicom_node.config import RetryPolicy, dump_toml
 from peers import OrthancPeer, free_port, orthanc_destination, wait_for
 
+pytestmark = pytest.mark.peers  # real DCMTK / Orthanc peers over loopback
+
 REPO = Path(__file__).resolve().parents[2]
 
 
