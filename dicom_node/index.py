@@ -518,6 +518,13 @@ class SpoolIndex:
         )
         return [r["study_uid"] for r in rows]
 
+    def finished_jobs_before(self, older_than: float) -> list[JobRow]:
+        """Jobs ``done`` or ``failed`` whose last change is older than ``older_than``."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE state IN ('done', 'failed') AND updated_at < ? ORDER BY id", (older_than,)
+        )
+        return [_job_from_row(r) for r in rows]
+
     def forget_study(self, study_uid: str) -> None:
         """Remove a study's instances and series from the index (jobs stay for the record)."""
         with self._tx() as db:

@@ -299,6 +299,13 @@ class Node:
             self.index.forget_study(study_uid)
             removed.append(study_uid)
             log.info("study removed from spool (retention)", study_uid=study_uid)
+        for job in self.index.finished_jobs_before(cutoff):
+            work_dir = self.spool_dir / "jobs" / f"{job.id:08d}-v{job.version}"
+            folders = {work_dir} | {p.parent for p in self.index.outputs(job.id) if p.parent.parent.name == "outbox"}
+            for folder in folders:
+                if folder.exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                    log.info("job files removed from spool (retention)", job_id=job.id, state=job.state)
         return removed
 
 

@@ -118,7 +118,9 @@ def test_retention_removes_old_idle_studies_only(node_factory, mr_study) -> None
     busy_job = index.claim_study_job()  # the first study's job is processing: keep it
     finished = index.claim_study_job()
     assert busy_job is not None and finished is not None
-    index.finish_processing(finished.id, [], [])  # the second study's job is done: it may go
+    index.finish_processing(finished.id, [], [], now=old)  # the second study's job is done: it may go
+    work_dir = node.spool_dir / "jobs" / f"{finished.id:08d}-v{finished.version}"
+    work_dir.mkdir(parents=True)
     removed = node.node.apply_retention()
     kept = busy_job.study_uid
     gone = "3.9" if kept == "2.9" else "2.9"
@@ -126,3 +128,5 @@ def test_retention_removes_old_idle_studies_only(node_factory, mr_study) -> None
     assert not (node.spool_dir / "studies" / gone).exists()
     assert (node.spool_dir / "studies" / kept).exists()
     assert not index.study_exists(gone) and index.study_exists(kept)
+    # job files of finished jobs go too (the job rows stay)
+    assert not work_dir.exists() and index.job(finished.id).state == "done"
