@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from inference.training.datasets import (
+    VALIDATION_SUBJECTS,
     DatasetError,
     Sample,
     load_ivd,
@@ -36,8 +37,11 @@ def load_eval_set(dataset: str, data_root: Path, *, split: str = "val", phantom_
         p = data_root / NAMED_PATHS[dataset]
         if not p.exists():
             raise DatasetError(f"data folder for {dataset!r} not found: {p}")
-        loader = {"spider": lambda: load_spider(p, slices_per_subject=1), "vb": lambda: load_vb(p, slices_per_subject=1),
-                  "ivd": lambda: load_ivd(p, slices_per_subject=1), "vesal": lambda: load_vesal(p)}[dataset]
+        subj = sorted(VALIDATION_SUBJECTS[dataset]) if split == "val" else None
+        loader = {"spider": lambda: load_spider(p, slices_per_subject=1, subjects=subj),
+                  "vb": lambda: load_vb(p, slices_per_subject=1, subjects=subj),
+                  "ivd": lambda: load_ivd(p, slices_per_subject=1, subjects=subj),
+                  "vesal": lambda: load_vesal(p, subjects=subj)}[dataset]
         samples = [s for s in loader() if s.mid]
     else:
         p = Path(dataset)
