@@ -117,3 +117,30 @@ def test_compressed_transfer_syntaxes_give_the_same_results(oracle_pipeline, tmp
         assert any(d["measurements"].get("delta_si") for d in documents[syntax])
     assert documents["jpeg2000-lossless"] == documents["explicit"]
     assert documents["jpegls-lossless"] == documents["explicit"]
+
+
+def test_enhanced_mr_multiframe_gives_the_same_heights_as_classic(oracle_pipeline, tmp_path):
+    import highdicom as hd
+    from pydicom.uid import generate_uid
+
+    classic = write_study(tmp_path / "classic", seed=5, rows=256, cols=256, clean=True, n_sagittal_slices=5,
+                          n_t1_slices=1, n_axial_slices=1)
+    truth = classic.phantom.labels
+    base = oracle_pipeline({classic.mid_sagittal_sop_uid: truth}).process_files([classic.out_dir], tmp_path / "o1")
+    frames = [pydicom.dcmread(f) for f in classic.series_by_kind("sag_t2").files]
+    enhanced = hd.legacy.LegacyConvertedEnhancedMRImage(
+        legacy_datasets=frames, series_instance_uid=generate_uid(), series_number=20,
+        sop_instance_uid=generate_uid(), instance_number=1)
+    folder = tmp_path / "enhanced"
+    folder.mkdir()
+    enhanced.save_as(folder / "enhanced.dcm")
+    outcome = oracle_pipeline({str(enhanced.SOPInstanceUID): truth}).process_files([folder], tmp_path / "o2")
+    assert outcome.slice.frame_index is not None
+    frame_sop = enhanced.PerFrameFunctionalGroupsSequence[outcome.slice.frame_index]
+    position = [float(v) for v in frame_sop.PlanePositionSequence[0].ImagePositionPatient]
+    assert abs(position[0]) < 1e-6  # the middle slice (x = 0) of the stack
+    seg = pydicom.dcmread(outcome.output("seg").path)
+    ref = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0]
+    assert ref.ReferencedSOPInstanceUID == enhanced.SOPInstanceUID
+    heights = disc_heights_mm(pydicom.dcmread(outcome.output("sr").path))
+    assert heights == pytest.approx(disc_heights_mm(pydicom.dcmread(base.output("sr").path)), abs=1e-6)
