@@ -138,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
     node_port, pacs_port = _free_port(), _free_port()
     config = demo_config(args.config, workdir, node_port, pacs_port, args.quiet_period, args.weights)
     configure_logging(config.logging)
+    from inference.weights_io import DEFAULT_WEIGHTS_PATH
+
+    weights = DEFAULT_WEIGHTS_PATH if config.model.weights == "default" else Path(config.model.weights)
+    if not weights.is_file():
+        console.print(f"[red]weights file not found: {weights}[/] (the shipped light model, or --weights FILE)")
+        return 1
 
     console.print(f"[bold]1.[/] writing a phantom lumbar MR study (seed {args.seed}) to {workdir / 'study'}")
     manifest = write_study(workdir / "study", seed=args.seed, patient_name="DEMO^PHANTOM")
