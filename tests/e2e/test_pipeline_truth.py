@@ -92,8 +92,9 @@ def test_sr_disc_heights_equal_quantitation_on_the_source_grid(clean_study, clea
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "known: quantitation's default DH on the phantom's TRUE label map is ~0.6 mm (about one pixel) below the "
-    "phantom's stated height_mm on every disc: the two definitions disagree (issues 4/6); reported to the lead"))
+    "known: quantitation's default DH on the phantom's TRUE label map is ~0.6 mm (one pixel) below the phantom's "
+    "height_mm on every disc, while mask area / width matches height_mm: quantitation seems to measure pixel "
+    "centre to centre instead of edge to edge (issue 4); reported to the lead"))
 def test_sr_disc_heights_match_phantom_truth_with_true_labels(clean_study, clean_outcome):
     heights = disc_heights_mm(pydicom.dcmread(clean_outcome.output("sr").path))
     truth = {d.level: d.height_mm for d in clean_study.phantom.discs}
