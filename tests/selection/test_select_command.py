@@ -44,3 +44,13 @@ def test_select_console_script_runs(study_writer):
     result = subprocess.run([str(bianque), "select", str(w.root)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "CHOSEN" in result.stdout
+
+
+def test_select_command_reads_selection_rules_from_the_config_file(study_writer, node_config_file, capsys):
+    w = study_writer()
+    w.series("T2 SAG", series_number=1)
+    w.series("T2 SAG research", series_number=2)
+    config = node_config_file({"selection": {"include_series_regex": ["research"]}})
+    assert main(["select", "--config", str(config), str(w.root)]) == 0
+    out = capsys.readouterr().out
+    assert "Selected:" in out and "series 2 'T2 SAG research'" in out
