@@ -160,6 +160,24 @@ def _height_line(
     return (ch.start, ch.end)
 
 
+def _reference_level(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> float:
+    if m is Method.BIANQUE2022:
+        return float(sig.original_mode(grey[mask]))
+    c = crop(mask, 1)
+    assert c is not None
+    window = grey[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]]
+    return sig.robust_level(window[c.mask], weights=sig.rim_weights(c.mask))
+
+
+def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> sig.Peaks:
+    if m is Method.BIANQUE2022:
+        return sig.original_peaks(grey[mask])
+    c = crop(mask, 1)
+    assert c is not None
+    window = grey[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]]
+    return sig.disc_peaks(window[c.mask], sig.rim_weights(c.mask))
+
+
 def _status(measured: list[bool]) -> Status:
     if all(measured):
         return Status.OK
@@ -200,14 +218,13 @@ def quantify_slice(
     if csf_values.size < _SIGNAL_MIN_PIXELS:
         csf_reason = f"CSF mask has {csf_values.size} pixels: no ΔSI reference"
     else:
-        csf_ref = float(sig.original_mode(csf_values)) if m is Method.BIANQUE2022 else sig.robust_level(csf_values)
+        csf_ref = _reference_level(csf, grey, m)
         if csf_ref <= 0:
             csf_reason = "CSF reference grey level is 0: no ΔSI reference"
             csf_ref = None
     fat_ref: float | None = None
-    fat_values = grey[fat]
-    if fat_values.size >= _SIGNAL_MIN_PIXELS:
-        fat_ref = float(sig.original_mode(fat_values)) if m is Method.BIANQUE2022 else sig.robust_level(fat_values)
+    if int(np.count_nonzero(fat)) >= _SIGNAL_MIN_PIXELS:
+        fat_ref = _reference_level(fat, grey, m)
         if fat_ref <= 0:
             fat_ref = None
     if csf_reason:
@@ -380,13 +397,18 @@ def _disc(
     if values.size < _SIGNAL_MIN_PIXELS:
         reasons.append(f"ΔSI: disc mask has only {values.size} pixels")
     else:
-        peaks = sig.original_peaks(values) if m is Method.BIANQUE2022 else sig.robust_peaks(values)
-        if csf_ref is not None:
-            d_si = sig.delta_si(peaks.difference, csf_ref)
-        else:
-            reasons.append(f"ΔSI: {csf_reason}")
-        if m is Method.DEFAULT and fat_ref is not None:
-            d_si_fat = sig.delta_si(peaks.difference, fat_ref)
+        try:
+            peaks: sig.Peaks | None = _disc_signal(raw, grey, m)
+        except ValueError as exc:
+            peaks = None
+            reasons.append(f"ΔSI: {exc}")
+        if peaks is not None:
+            if csf_ref is not None:
+                d_si = sig.delta_si(peaks.difference, csf_ref)
+            else:
+                reasons.append(f"ΔSI: {csf_reason}")
+            if m is Method.DEFAULT and fat_ref is not None:
+                d_si_fat = sig.delta_si(peaks.difference, fat_ref)
     group = z = None
     if d_si is not None:
         group, z = grade_group(d_si)
