@@ -145,3 +145,39 @@ def test_disc_heights_match_phantom_truth_with_shipped_weights_all_transfer_synt
     # lossless compression: the same pixels, hence exactly the same numbers
     assert heights["jpeg2000-lossless"] == heights["explicit"]
     assert heights["jpegls-lossless"] == heights["explicit"]
+
+
+def test_study_resent_with_a_new_instance_gets_a_new_version_not_duplicates(orthanc, node_factory,
+                                                                             plumbing_weights_file, tmp_path):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    manifest = write_study(tmp_path / "study", seed=61, rows=256, cols=256, n_sagittal_slices=3, n_t1_slices=3,
+                           n_axial_slices=1)
+    node = _start_node(node_factory, orthanc, plumbing_weights_file)
+    study_id = _upload(orthanc, manifest.all_files)
+    orthanc.store_to_modality(NODE_MODALITY, [study_id])
+    first = _wait_results(orthanc, manifest.study_uid)
+    first_uids = {v["MainDicomTags"]["SOPInstanceUID"] for v in first.values()}
+    # a late instance (another T1 slice) arrives; the whole study is pushed again
+    late = pydicom.dcmread(manifest.series_by_kind("sag_t1").files[0])
+    late.SOPInstanceUID = late.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    late.InstanceNumber = 99
+    late_path = tmp_path / "late.dcm"
+    late.save_as(late_path, enforce_file_format=True)
+    orthanc.upload(late_path)
+    orthanc.store_to_modality(NODE_MODALITY, [study_id])
+
+    def results_of_version_2():
+        jobs = [j for j in node.index.jobs(20) if j.study_uid == manifest.study_uid]
+        done = [j for j in jobs if j.version == 2 and j.state == "done"]
+        if not done:
+            return None
+        mine = [i for i in orthanc.study_instances(manifest.study_uid)
+                if i["MainDicomTags"].get("SOPClassUID") in {SEG_CLASS, *SR_CLASSES, *SC_CLASSES}]
+        return mine if len(mine) == 6 else None
+
+    results = wait_for(results_of_version_2, 60, "version 2 of the study's results in Orthanc")
+    second_uids = {i["MainDicomTags"]["SOPInstanceUID"] for i in results} - first_uids
+    assert len(second_uids) == 3  # a new SEG, SR and report image, beside (not replacing) the first ones
+    assert max(j.version for j in node.index.jobs(20) if j.study_uid == manifest.study_uid) == 2
