@@ -184,7 +184,7 @@ def _half_mask(window: int, axis: str) -> torch.Tensor:
     return mask
 
 
-def _relative_index(window: int) -> torch.Tensor:
+def relative_position_index(window: int) -> torch.Tensor:
     """(w*w, w*w) flat index into the (2w-1)^2 bias table for offset key - query."""
     coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"), -1)
     coords = coords.reshape(-1, 2)
@@ -202,7 +202,7 @@ class WindowAttention(nn.Module):
         if shifted:
             self.upper_lower_mask = nn.Parameter(_half_mask(window, "rows"), requires_grad=False)
             self.left_right_mask = nn.Parameter(_half_mask(window, "cols"), requires_grad=False)
-        self.register_buffer("relative_index", _relative_index(window), persistent=False)
+        self.register_buffer("relative_index", relative_position_index(window), persistent=False)
         self.to_out = nn.Linear(inner, dim)
 
     def _bias(self, n_h: int, n_w: int, dtype: torch.dtype) -> torch.Tensor:

@@ -4,7 +4,8 @@ Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA)
 under bf16 autocast with channels_last memory format; on CPU in fp32 (``precision="bf16"`` opts in to
 bf16 autocast on CPUs with bf16 units, see bench/results/inference.md for the agreement check).
 Decoding is argmax by default (no unassigned pixels); ``decoding="threshold"`` selects the original
-per-channel p > 0.5 rule. See :mod:`inference.postprocess`.
+per-channel p > 0.5 rule. See :mod:`inference.postprocess`. BatchNorm is folded into the convolutions
+(``fold_bn=True``, inference only; same outputs to ~1e-5).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from pydicom.dataset import Dataset
 
+from inference.fuse import fold_batchnorm
 from inference.postprocess import DECODINGS, postprocess
 from inference.preprocess import PreparedSlice, prepare_slice
 from inference.variants import INPUT_SIZE_MULTIPLE
@@ -78,6 +80,7 @@ class Segmenter:
         input_size: int | None = None,
         precision: str = "auto",
         expected_variant: str | None = None,
+        fold_bn: bool = True,
     ) -> None:
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; use one of {DECODINGS}")
@@ -93,7 +96,9 @@ class Segmenter:
         if self.input_size % INPUT_SIZE_MULTIPLE:
             raise ValueError(f"input_size must be a multiple of {INPUT_SIZE_MULTIPLE}, got {self.input_size}")
         self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
-        model = loaded.model.eval().to(self.device)
+        own = not isinstance(weights, LoadedModel)  # we loaded it: fold in place, no second copy
+        model = fold_batchnorm(loaded.model, inplace=own) if fold_bn else loaded.model.eval()
+        model = model.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from inference.classes import CLASS_NAMES
-from inference.model import BianqueNet, build_model
+from inference.model import BianqueNet, WindowAttention, relative_position_index, build_model
 from inference.variants import INPUT_SIZE_MULTIPLE, VariantConfig, get_variant
 
 WEIGHTS_FORMAT = "bianque-weights/1"
@@ -134,24 +134,37 @@ def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def _load_strict(model: BianqueNet, state: Mapping[str, torch.Tensor], what: str) -> None:
-    own = model.state_dict()
+def _compare(name: str, own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], what: str) -> None:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise WeightsError(
-            f"{what} does not match network variant {model.config.name!r}: "
+            f"{what} does not match network variant {name!r}: "
             f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected keys "
             f"(e.g. {unexpected[:3]})"
         )
     bad = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items() if state[k].shape != v.shape]
     if bad:
         raise WeightsError(
-            f"{what} does not match network variant {model.config.name!r}: {len(bad)} tensors have other "
+            f"{what} does not match network variant {name!r}: {len(bad)} tensors have other "
             f"shapes, e.g. {bad[0][0]} is {bad[0][1]} in the file but {bad[0][2]} in the network"
         )
-    converted = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
-    model.load_state_dict(converted, strict=True)
+
+
+def _load_strict(cfg: VariantConfig, state: Mapping[str, torch.Tensor], what: str) -> BianqueNet:
+    """Strict key/shape check, then load without random initialisation or a second copy of the weights."""
+    with torch.device("meta"):
+        model = build_model(cfg)
+    _compare(cfg.name, model.state_dict(), state, what)
+    converted = {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
+    model.load_state_dict(converted, strict=True, assign=True)
+    for module in model.modules():
+        if isinstance(module, WindowAttention):  # non-persistent buffer: not in any state dict
+            module.relative_index = relative_position_index(module.window)
+    leftover = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if leftover:
+        raise WeightsError(f"{what}: tensors left unloaded: {leftover[:3]}")
+    return model
 
 
 def _read(path: Path) -> Any:
@@ -211,8 +224,7 @@ def _from_ours(p: Path, data: Mapping[str, Any], sha: str) -> LoadedModel:
     input_size = int(data["input_size"])
     if input_size % INPUT_SIZE_MULTIPLE:
         raise WeightsError(f"{p}: input size {input_size} is not a multiple of {INPUT_SIZE_MULTIPLE}")
-    model = build_model(cfg)
-    _load_strict(model, state, f"weights file {p}")
+    model = _load_strict(cfg, state, f"weights file {p}")
     return LoadedModel(model, cfg.name, cfg, input_size, class_names, sha, data.get("model_card", ""), WEIGHTS_FORMAT)
 
 
@@ -220,7 +232,6 @@ def _from_original(p: Path, data: Mapping[str, Any], sha: str) -> LoadedModel:
     if not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise WeightsError(f"{p} is neither a bianque-weights file nor a plain BianqueNet state dict")
     cfg = get_variant("bianquenet")
-    model = build_model(cfg)
-    _load_strict(model, _strip_prefix(data), f"checkpoint {p}")
+    model = _load_strict(cfg, _strip_prefix(data), f"checkpoint {p}")
     card = {"source": "original BianqueNet checkpoint (Zheng et al., Nat Commun 2022)", "file": p.name}
     return LoadedModel(model, cfg.name, cfg, 512, CLASS_NAMES, sha, card, "original-checkpoint")

@@ -19,10 +19,11 @@ from bianquenet_keys import (  # noqa: E402
 )
 
 from inference import build_model  # noqa: E402
+from inference.fuse import fold_batchnorm  # noqa: E402
 from inference.model import WindowAttention  # noqa: E402
 from inference.variants import LIGHT  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -158,3 +159,11 @@ def test_light_variant_is_small_and_from_config() -> None:
     assert model.config.name == "light"
     with pytest.raises(ValueError, match="unknown model variant"):
         build_model("resnet9000")
+
+
+def test_batchnorm_folding_of_the_full_model(full_model: torch.nn.Module) -> None:
+    # 121 BatchNorms = 812-key table's num_batches_tracked entries; all but the stem's fold into convs
+    before = sum(isinstance(m, torch.nn.BatchNorm2d) for m in full_model.modules())
+    folded = fold_batchnorm(full_model)
+    assert before == 121 and sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == 1
+    assert len(full_model.state_dict()) == 812

@@ -16,7 +16,7 @@ from inference import build_model  # noqa: E402
 from inference.segmenter import ModelIdentity, SegmentationResult, Segmenter, package_version  # noqa: E402
 from inference.weights_io import WeightsError, file_sha256, save_weights  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 def _planted_weights(tmp_path: Path, bias: list[float], name: str = "planted.pt") -> Path:
@@ -41,7 +41,7 @@ def _dataset(layout=(True, False, True), spacing=(0.6, 0.9)):
 def test_segment_batch_with_random_light_model(tmp_path: Path) -> None:
     path = tmp_path / "light.pt"
     save_weights(path, build_model("light"), "light", 128)
-    seg = Segmenter(path, device="auto" if not torch.cuda.is_available() else "cpu", cpu_threads=2)
+    seg = Segmenter(path, device="auto" if not torch.cuda.is_available() else "cpu", cpu_threads=1)
     assert seg.device.type == "cpu" and seg.input_size == 128
     datasets = [_dataset(), _dataset((False, True, False)), _dataset((False, False, False), (0.8, 0.8))]
     results = seg.segment(datasets, batch_size=2)

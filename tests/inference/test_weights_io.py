@@ -18,14 +18,16 @@ from inference.weights_io import (
     save_weights,
 )
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module, atol: float = 0.0) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(
-        torch.allclose(sa[k].float(), sb[k].float(), atol=atol, equal_nan=True) for k in sa
-    )
+    if sa.keys() != sb.keys():
+        return False
+    if atol == 0.0:
+        return all(torch.equal(sa[k], sb[k]) for k in sa)
+    return all(torch.allclose(sa[k].float(), sb[k].float(), atol=atol, equal_nan=True) for k in sa)
 
 
 def test_original_checkpoint_layout_round_trip_strict(tmp_path: Path) -> None:
