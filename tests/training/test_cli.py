@@ -1,0 +1,35 @@
+"""`bianque evaluate` and `bianque train` command lines (tiny inputs)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from dicom_node.cli import main
+
+
+def test_evaluate_writes_markdown_and_json(tmp_path: Path, capsys) -> None:
+    from inference.model import build_model
+    from inference.weights_io import save_weights
+
+    torch.manual_seed(0)
+    w = tmp_path / "w.pt"
+    save_weights(w, build_model("light"), input_size=64)
+    out = tmp_path / "eval.json"
+    md = tmp_path / "eval.md"
+    rc = main(["evaluate", str(w), "phantom", "--phantoms", "1", "--json", str(out), "--markdown", str(md)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data[0]["dataset"] == "phantom" and data[0]["n_samples"] == 1
+    names = {c["name"] for c in data[0]["classes"]}
+    assert {"CSF", "L1", "L5/S1", "S1", "presacral fat"} <= names and "background" not in names
+    assert "| class | Dice | IoU | n |" in md.read_text()
+    assert main(["evaluate", str(w), str(tmp_path / "nowhere")]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+
+
+def test_train_rejects_bad_settings(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--out", str(tmp_path), "--input-size", "100"]) == 2
+    assert "multiple of 64" in capsys.readouterr().err
