@@ -43,6 +43,7 @@ from dicom_node.selection import (
 from dicom_node.slice_choice import best_index
 
 PIPELINE_VERSION = "1"
+FALLBACK_SLICES = 2  # neighbours tried, nearest first, when the mid-sagittal slice cannot be read
 STAGES = ("select", "load", "segment", "quantify", "encode", "write")
 
 log = structlog.get_logger("bianque.pipeline")
@@ -255,14 +256,25 @@ class StudyPipeline:
         slices: list[SliceRef] = timer.run("select", study_uid, lambda: series_slices(series))
         bound = bound.bind(series_uid=chosen_uid)
 
-        if self.settings.selection.mid_slice == "best" and len(slices) > 1:
+        best_mode = self.settings.selection.mid_slice == "best" and len(slices) > 1
+        if best_mode:
             candidates = central_indices(slices, self.settings.selection.best_candidates)
         else:
-            candidates = [center_index(slices)]
-        loaded: list[tuple[SliceRef, Dataset]] = timer.run(
-            "load", study_uid, lambda: [(slices[i], _load_slice(slices[i])) for i in candidates]
+            # the centre first, then its nearest neighbours as fall-backs when it cannot be read
+            candidates = central_indices(slices, 1 + FALLBACK_SLICES)
+            centre = center_index(slices)
+            candidates.sort(key=lambda i: (abs(i - centre), i))
+        usable, slice_warnings = timer.run(
+            "load", study_uid, lambda: self._load_candidates(slices, candidates, stop_at_first=not best_mode)
         )
-        prepared = timer.run("segment", study_uid, lambda: [self._prepare(ds, ref) for ref, ds in loaded])
+        for warning in slice_warnings:
+            bound.warning("slice_unusable", detail=warning)
+        if not usable:
+            raise StageError("load", "no usable slice near the middle of the series: " + "; ".join(slice_warnings),
+                             study_uid)
+        candidates = [i for i, _, _ in usable]
+        loaded = [(slices[i], ds) for i, ds, _ in usable]
+        prepared = [prep for _, _, prep in usable]
         results = timer.run("segment", study_uid, lambda: list(self.segmenter.segment(prepared)))
         pick = 0
         if len(results) > 1:
@@ -279,7 +291,7 @@ class StudyPipeline:
         outputs = timer.run(
             "encode", study_uid, lambda: self._encode(source, ref, result, quantitation, uid_seed, out_dir)
         )
-        warnings = tuple(str(w) for w in result.postprocess_warnings)
+        warnings = tuple(slice_warnings) + tuple(str(w) for w in result.postprocess_warnings)
         results_path = timer.run(
             "write",
             study_uid,
@@ -304,6 +316,30 @@ class StudyPipeline:
         )
 
     # -- stages -----------------------------------------------------------------------------------------
+    def _load_candidates(
+        self, slices: Sequence[SliceRef], candidates: Sequence[int], stop_at_first: bool
+    ) -> tuple[list[tuple[int, Dataset, Any]], list[str]]:
+        """Read and prepare candidate slices; an unreadable one is skipped with a warning, not fatal."""
+        usable: list[tuple[int, Dataset, Any]] = []
+        warnings: list[str] = []
+        for index in candidates:
+            ref = slices[index]
+            where = f"slice {index + 1} of {len(slices)} (SOP {ref.sop_instance_uid}" + (
+                f", frame {ref.frame_index + 1})" if ref.frame_index is not None else ")"
+            )
+            try:
+                ds = _load_slice(ref)
+                prepared = self._prepare(ds, ref)
+            except Exception as exc:  # noqa: BLE001 - a bad slice must not lose the study
+                warnings.append(f"{where} unusable: {exc.__class__.__name__}: {exc}")
+                continue
+            usable.append((index, ds, prepared))
+            if stop_at_first:
+                if warnings:
+                    warnings.append(f"used {where} instead")
+                break
+        return sorted(usable, key=lambda item: item[0]), warnings
+
     def _prepare(self, ds: Dataset, ref: SliceRef) -> Any:
         return self.segmenter.prepare(ds, ref.frame_index)
 

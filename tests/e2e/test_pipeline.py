@@ -93,17 +93,36 @@ def test_no_series_sr_when_configured(plumbing_weights_file, phantom_study, tmp_
     assert "No lumbar sagittal T2" in str(sr)
 
 
+def _truncate_pixels(path: Path) -> None:
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:100]  # headers fine, pixels unusable
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_unreadable_mid_slice_falls_back_to_its_neighbour(pipeline, phantom_study, tmp_path):
+    study = tmp_path / "broken"
+    shutil.copytree(phantom_study.out_dir, study)
+    _truncate_pixels(study / phantom_study.mid_sagittal_file.relative_to(phantom_study.out_dir))
+    outcome = pipeline.process_files([study], tmp_path / "out")
+    t2 = phantom_study.series_by_kind("sag_t2")
+    neighbours = {t2.sop_instance_uids[phantom_study.mid_sagittal_index - 1],
+                  t2.sop_instance_uids[phantom_study.mid_sagittal_index + 1]}
+    assert outcome.slice.sop_instance_uid in neighbours
+    assert any("unusable" in w for w in outcome.warnings) and any("instead" in w for w in outcome.warnings)
+    assert [o.kind for o in outcome.outputs] == ["seg", "sr", "report"]
+    assert any("unusable" in w for w in json.loads(outcome.results_json.read_text())["warnings"])
+
+
 def test_failure_names_the_stage(pipeline, phantom_study, tmp_path):
     study = tmp_path / "broken"
     shutil.copytree(phantom_study.out_dir, study)
-    mid = study / phantom_study.mid_sagittal_file.relative_to(phantom_study.out_dir)
-    ds = pydicom.dcmread(mid)
-    ds.PixelData = ds.PixelData[:100]  # truncated pixel data: headers fine, pixels unusable
-    ds.save_as(mid, enforce_file_format=True)
+    for path in phantom_study.series_by_kind("sag_t2").files:
+        _truncate_pixels(study / path.relative_to(phantom_study.out_dir))
     with pytest.raises(StageError) as info:
         pipeline.process_files([study], tmp_path / "out")
-    assert info.value.stage in {"load", "segment"}
+    assert info.value.stage == "load"
     assert info.value.study_uid == phantom_study.study_uid
+    assert "no usable slice" in str(info.value)
 
 
 def test_best_mode_segments_central_slices(plumbing_weights_file, phantom_study, tmp_path):

@@ -145,3 +145,21 @@ def test_enhanced_mr_multiframe_gives_the_same_heights_as_classic(oracle_pipelin
     assert ref.ReferencedSOPInstanceUID == enhanced.SOPInstanceUID
     heights = disc_heights_mm(pydicom.dcmread(outcome.output("sr").path))
     assert heights == pytest.approx(disc_heights_mm(pydicom.dcmread(base.output("sr").path)), abs=1e-6)
+
+
+def test_best_mode_takes_the_slice_with_the_complete_spine(oracle_pipeline, plumbing_weights_file, tmp_path):
+    from dicom_node.selection import SelectionRules
+
+    manifest = write_study(tmp_path / "study", seed=8, rows=256, cols=256, clean=True, n_sagittal_slices=5,
+                           n_t1_slices=1, n_axial_slices=1)
+    t2 = manifest.series_by_kind("sag_t2")
+    labels = manifest.phantom.labels
+    partial = labels.copy()
+    partial[np.isin(partial, (3, 5))] = 0  # two discs missing
+    off_centre = t2.sop_instance_uids[manifest.mid_sagittal_index + 1]
+    truth = {manifest.mid_sagittal_sop_uid: partial, off_centre: labels}
+    oracle = oracle_pipeline(truth).segmenter
+    settings = PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1,
+                                selection=SelectionRules(mid_slice="best", best_candidates=3))
+    outcome = StudyPipeline(settings, segmenter=oracle).process_files([manifest.out_dir], tmp_path / "out")
+    assert outcome.slice.sop_instance_uid == off_centre
