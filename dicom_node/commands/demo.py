@@ -207,8 +207,8 @@ def _print_results(console: Console, workdir: Path, received: _Received) -> None
     if results:
         document = json.loads(results[-1].read_text())
         table = Table(title="Disc quantitation (from the node's results.json)")
-        for column in ("disc", "status", "DH mm", "DHI", "HDR", "ΔSI", "grade group"):
-            table.add_column(column)
+        for column in ("disc", "status", "DH mm", "DHI", "HDR", "ΔSI", "grade group", "reasons"):
+            table.add_column(column, overflow="fold")
         for disc in document.get("discs", []):
             m = disc.get("measurements", {})
 
@@ -219,7 +219,8 @@ def _print_results(console: Console, workdir: Path, received: _Received) -> None
             group = disc.get("grade_group")
             table.add_row(disc["level"], disc["status"], value("disc_height", 2), value("disc_height_index", 3),
                           value("height_to_diameter_ratio", 3), value("delta_si", 1),
-                          "-" if group is None else ("5-8" if group == 5 else str(group)))
+                          "-" if group is None else ("5-8" if group == 5 else str(group)),
+                          "; ".join(disc.get("reasons", []))[:120])
         console.print(table)
         console.print(f"results.json: {results[-1]}")
     with received.lock:
