@@ -500,6 +500,25 @@ class PipelineProcessor:
         return outcome.paths
 
 
+def weights_path(weights: str) -> Path:
+    """The file behind the ``[model] weights`` setting (``default`` = the shipped light model)."""
+    if weights == "default":
+        from inference.weights_io import DEFAULT_WEIGHTS_PATH
+
+        return Path(DEFAULT_WEIGHTS_PATH)
+    return Path(weights)
+
+
 def build_processor(config: Any) -> PipelineProcessor:
-    """The node's entry point: a processor for ``config`` (NodeConfig); the model loads on the first job."""
-    return PipelineProcessor(PipelineSettings.from_config(config))
+    """The node's entry point: a processor for ``config`` (NodeConfig); the model loads on the first job.
+
+    Raises FileNotFoundError at start-up when the weights file is missing, so that the node never runs
+    half-configured (receiving studies it can never analyse)."""
+    settings = PipelineSettings.from_config(config)
+    path = weights_path(settings.weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model weights not found: {path} (setting [model] weights = {settings.weights!r}). Point it at a "
+            "weights file, or install the shipped light model (inference/weights/bianque-light.pt)."
+        )
+    return PipelineProcessor(settings)

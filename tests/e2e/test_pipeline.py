@@ -130,3 +130,30 @@ def test_best_mode_segments_central_slices(plumbing_weights_file, phantom_study,
     outcome = StudyPipeline(settings).process_files([phantom_study.out_dir], tmp_path / "out")
     # all-CSF maps score the same: the tie goes to the geometric centre
     assert outcome.slice.sop_instance_uid == phantom_study.mid_sagittal_sop_uid
+
+
+def test_build_processor_refuses_missing_weights_at_start(tmp_path):
+    from dicom_node.config import NodeConfig
+    from dicom_node.pipeline import build_processor
+
+    config = NodeConfig.model_validate({"model": {"weights": str(tmp_path / "nope.pt")}})
+    with pytest.raises(FileNotFoundError, match="model weights not found"):
+        build_processor(config)
+
+
+def test_processor_runs_a_node_job(plumbing_weights_file, phantom_study, tmp_path):
+    from dicom_node.config import NodeConfig
+    from dicom_node.jobs import SeriesFiles, StudyJob
+    from dicom_node.pipeline import build_processor
+
+    config = NodeConfig.model_validate({"model": {"weights": str(plumbing_weights_file), "cpu_threads": 1}})
+    processor = build_processor(config)
+    series = tuple(
+        SeriesFiles(series_uid=s.series_uid, modality="MR", description=s.description, series_number=s.series_number,
+                    files=s.files, sop_uids=s.sop_instance_uids, sop_class_uids=("1.2.840.10008.5.1.4.1.1.4",) * len(s.files))
+        for s in phantom_study.series
+    )
+    job = StudyJob(job_id=7, study_uid=phantom_study.study_uid, version=3, series=series, work_dir=tmp_path / "job")
+    paths = processor(job)
+    assert sorted(p.name for p in paths) == ["report.dcm", "seg.dcm", "sr.dcm"]
+    assert all(p.parent == tmp_path / "job" for p in paths)
