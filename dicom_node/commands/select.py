@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     for study_uid, study_headers in group_by_study(headers).items():
         selection = select_series(study_headers, rules)
         table = Table(title=f"Study {study_uid}", show_lines=False)
-        for column in ("#", "description", "SOP class / plane", "weighting", "slices", "decision", "reason"):
+        for column in ("#", "description", "plane", "weighting", "slices", "decision", "reason"):
             table.add_column(column, overflow="fold")
         for d in selection.decisions:
             verdict = "[bold green]CHOSEN[/]" if d.chosen else ("[green]candidate[/]" if d.accepted else "[red]refused[/]")
