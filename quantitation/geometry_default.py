@@ -37,10 +37,15 @@ def _unit(v: Vec) -> Vec:
 
 
 def _weighted_tls(pts: Vec, w: Vec) -> tuple[Vec, Vec]:
-    centre = (pts * w[:, None]).sum(axis=0) / w.sum()
-    rel = (pts - centre) * np.sqrt(w)[:, None]
-    _, _, vt = np.linalg.svd(rel, full_matrices=False)
-    return centre, vt[0]
+    """Weighted centroid and principal direction (closed-form 2x2 eigenvector)."""
+    sw = float(w.sum())
+    centre = (pts * w[:, None]).sum(axis=0) / sw
+    d = pts - centre
+    syy = float((w * d[:, 0] * d[:, 0]).sum())
+    sxx = float((w * d[:, 1] * d[:, 1]).sum())
+    sxy = float((w * d[:, 0] * d[:, 1]).sum())
+    angle = 0.5 * math.atan2(2 * sxy, syy - sxx)  # direction angle measured from the y axis
+    return centre, np.array([math.cos(angle), math.sin(angle)])
 
 
 def _fit_line(pts: Vec, horizontal: NDArray[np.bool_], spacing: tuple[float, float]) -> tuple[Vec, Vec]:
@@ -212,9 +217,12 @@ def disc_height(disc: BoolArray, axis: DiscAxis, spacing: tuple[float, float]) -
     if wd <= 0:
         raise GeometryError("zero disc width")
     e = (p - a) / wd
-    rows, cols = np.nonzero(disc)
-    if rows.size == 0:
+    c = crop(disc, 0)
+    if c is None:
         raise GeometryError("disc mask is empty")
+    rows, cols = np.nonzero(c.mask)
+    rows = rows + c.r0
+    cols = cols + c.c0
     t = ((rows * spacing[0] - a[0]) * e[0] + (cols * spacing[1] - a[1]) * e[1]) / wd
     inside = np.count_nonzero((t >= 0.5 - MU / 2) & (t <= 0.5 + MU / 2))
     dh_mm = inside * spacing[0] * spacing[1] / (MU * wd)

@@ -34,6 +34,16 @@ def crop(mask: BoolArray, margin: int) -> Crop | None:
     return Crop(mask[r0:r1, c0:c1], r0, c0)
 
 
+def fill_holes(mask: BoolArray) -> BoolArray:
+    """Holes filled, computed on the mask's bounding box (full-size result)."""
+    c = crop(mask, 1)
+    out = np.zeros_like(mask)
+    if c is None:
+        return out
+    out[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]] = ndimage.binary_fill_holes(c.mask)
+    return out
+
+
 def largest_component_filled(mask: BoolArray) -> BoolArray:
     """Largest 8-connected component (by pixel count) with its holes filled."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)

@@ -23,7 +23,7 @@ from quantitation import references as ref
 from quantitation import signal_intensity as sig
 from quantitation.grading import deviations, grade_group
 from quantitation.geometry_types import DiscAxis, GeometryError, Point, VertebraGeometry
-from quantitation.masks import BoolArray, chord, crop, outline
+from quantitation.masks import BoolArray, chord, crop, fill_holes, outline
 from quantitation.results import (
     DISC_LEVELS,
     VERTEBRA_LEVELS,
@@ -85,11 +85,17 @@ class _Vert:
     reason: str | None
 
 
-def _centroid_mm(mask: BoolArray, spacing: tuple[float, float]) -> NDArray[np.float64] | None:
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return None
-    return np.array([rows.mean() * spacing[0], cols.mean() * spacing[1]])
+def _centroids_mm(masks: dict[str, BoolArray], spacing: tuple[float, float]) -> dict[str, NDArray[np.float64] | None]:
+    """Centroid (mm) of every vertebra and disc mask."""
+    out: dict[str, NDArray[np.float64] | None] = {}
+    for name, mk in masks.items():
+        c = crop(mk, 0)
+        if c is None:
+            out[name] = None
+            continue
+        rows, cols = np.nonzero(c.mask)
+        out[name] = np.array([(rows.mean() + c.r0) * spacing[0], (cols.mean() + c.c0) * spacing[1]])
+    return out
 
 
 def _cranial_direction(
@@ -231,7 +237,7 @@ def quantify_slice(
         warnings.append(csf_reason)
 
     # ---- vertebrae ----
-    centroids = {name: _centroid_mm(mk, spacing) for name, mk in masks.items()}
+    centroids = _centroids_mm(masks, spacing)
     verts: dict[str, _Vert] = {}
     vert_results: list[VertebraResult] = []
     compat_verts: dict[str, _Vert] = {}
@@ -387,15 +393,15 @@ def _disc(
     if not raw.any():
         return DiscResult(level=level, method=m, status=Status.FAILED, reasons=(f"{level} disc is not segmented",))
     reasons: list[str] = []
-    disc = raw if m is Method.BIANQUE2022 else ndimage.binary_fill_holes(raw)
+    disc = raw if m is Method.BIANQUE2022 else fill_holes(raw)
     geo = _disc_geometry(level, geo_mod, disc, verts, spacing)
     reasons.extend(geo.reasons)
 
     # ---- signal ----
-    values = grey[raw]
+    n_px = int(np.count_nonzero(raw))
     d_si = d_si_fat = None
-    if values.size < _SIGNAL_MIN_PIXELS:
-        reasons.append(f"ΔSI: disc mask has only {values.size} pixels")
+    if n_px < _SIGNAL_MIN_PIXELS:
+        reasons.append(f"ΔSI: disc mask has only {n_px} pixels")
     else:
         try:
             peaks: sig.Peaks | None = _disc_signal(raw, grey, m)
