@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from quantitation import geometry_bianque2022 as g_orig
 from quantitation import geometry_default as g_def
@@ -140,30 +139,37 @@ def _try(fn: Callable[[], object]) -> tuple[object | None, str | None]:
 def _height_line(
     disc: BoolArray, axis: DiscAxis | None, spacing: tuple[float, float]
 ) -> tuple[Point, Point] | None:
-    """A DH line through the disc centre, perpendicular to the disc axis, upper to lower boundary."""
+    """A DH line through the disc centre, perpendicular to the disc axis, upper to lower boundary.
+    Without an axis (a neighbour is missing), or when the axis line misses the disc, the disc's own
+    principal axis and centroid are used."""
     if axis is not None:
         (ah, aw), (ph, pw) = axis.anterior_mid, axis.posterior_mid
-        centre = ((ah + ph) / 2, (aw + pw) / 2)
-        e = np.array([(ph - ah) * spacing[0], (pw - aw) * spacing[1]])
-    else:  # no axis (a neighbour is missing): use the disc's own long axis
-        c = crop(disc, 1)
-        if c is None:
-            return None
-        rows, cols = np.nonzero(c.mask)
-        if rows.size < 3:
-            return None
-        pts = np.stack([(rows + c.r0) * spacing[0], (cols + c.c0) * spacing[1]], axis=1)
-        mean = pts.mean(axis=0)
-        _, _, vt = np.linalg.svd(pts - mean, full_matrices=False)
-        e = vt[0] if vt[0][1] >= 0 else -vt[0]
-        centre = (float(mean[0] / spacing[0]), float(mean[1] / spacing[1]))
-    n = np.array([e[1], -e[0]])  # perpendicular, pointing caudally for a posterior-pointing axis
-    if n[0] < 0:
+        line = _perpendicular_chord(
+            disc, ((ah + ph) / 2, (aw + pw) / 2), np.array([(ph - ah) * spacing[0], (pw - aw) * spacing[1]]), spacing
+        )
+        if line is not None:
+            return line
+    c = crop(disc, 1)
+    if c is None:
+        return None
+    rows, cols = np.nonzero(c.mask)
+    if rows.size < 3:
+        return None
+    pts = np.stack([(rows + c.r0) * spacing[0], (cols + c.c0) * spacing[1]], axis=1)
+    mean = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - mean, full_matrices=False)
+    e = vt[0] if vt[0][1] >= 0 else -vt[0]
+    return _perpendicular_chord(disc, (float(mean[0] / spacing[0]), float(mean[1] / spacing[1])), e, spacing)
+
+
+def _perpendicular_chord(
+    disc: BoolArray, centre: Point, axis_mm: NDArray[np.float64], spacing: tuple[float, float]
+) -> tuple[Point, Point] | None:
+    n = np.array([axis_mm[1], -axis_mm[0]])
+    if n[0] < 0:  # point caudally: start on the upper boundary
         n = -n
     ch = chord(disc, centre, (float(n[0]), float(n[1])), spacing)
-    if ch is None:
-        return None
-    return (ch.start, ch.end)
+    return None if ch is None else (ch.start, ch.end)
 
 
 def _reference_level(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> float:

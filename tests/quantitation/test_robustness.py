@@ -136,3 +136,27 @@ def test_bgr_image_is_converted() -> None:
     a = quantify_slice(spine.labels, bgr, SPACING)
     b = quantify_slice(spine.labels, spine.image, SPACING)
     assert [d.delta_si for d in a.discs] == [d.delta_si for d in b.discs]
+
+
+def test_disc_axis_tilt_beyond_45_degrees() -> None:
+    """A steep sacrum is measured (S1 has no tilt limit) but an L5/S1 axis beyond 45 degrees is refused."""
+    tilts = (0.0, 5.0, 10.0, 20.0, 40.0, 80.0)
+    spine = ph.draw_spine((900, 600), SPACING, [ph.BodySpec(tilt_deg=t) for t in tilts], (8, 9, 10, 11, 14))
+    q = quantify_slice(spine.labels, spine.image, SPACING)
+    assert q.vertebrae[5].status is Status.OK  # S1 found at 80 degrees
+    d = q.discs[4]
+    assert d.dh_mm is None and any("disc axis tilt" in r for r in d.reasons), d.reasons
+    assert d.delta_si is not None and d.status is Status.PARTIAL
+    assert all(x.status is Status.OK for x in q.discs[:4])
+
+
+@pytest.mark.parametrize("method", ["default", "bianque2022"])
+def test_outline_and_height_line_lie_on_the_disc(spine: ph.Spine, method: str) -> None:
+    q = quantify_slice(spine.labels, spine.image, SPACING, method=method)
+    for d in q.discs:
+        disc = spine.labels == {"L1/L2": 3, "L2/L3": 5, "L3/L4": 7, "L4/L5": 9, "L5/S1": 11}[d.level]
+        pts = np.rint(np.array(d.outline)).astype(int)
+        assert disc[pts[:, 0], pts[:, 1]].all()  # contour points are disc pixels
+        (r0, c0), (r1, c1) = d.height_line
+        mid = (int(round((r0 + r1) / 2)), int(round((c0 + c1) / 2)))
+        assert disc[mid] and r0 < r1  # through the disc, upper end first
