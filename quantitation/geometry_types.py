@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
 
 Point = tuple[float, float]
 
@@ -38,3 +42,13 @@ class DiscHeight:
 class DiscWidth:
     wd_big_px: float
     wd_big_mm: float
+
+
+class DiscGeometryMethod(Protocol):
+    """What ``quantify`` needs from a geometry module (``geometry_default`` / ``geometry_bianque2022``)."""
+
+    def disc_axis(self, upper: VertebraGeometry, lower: VertebraGeometry, spacing: tuple[float, float]) -> DiscAxis: ...
+
+    def disc_height(self, disc: NDArray[np.bool_], axis: DiscAxis, spacing: tuple[float, float]) -> DiscHeight: ...
+
+    def wd_big(self, disc: NDArray[np.bool_], axis: DiscAxis, spacing: tuple[float, float]) -> DiscWidth: ...

@@ -8,7 +8,6 @@ shapes raise ``ValueError``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -21,7 +20,15 @@ from quantitation import labels as lab
 from quantitation import references as ref
 from quantitation import signal_intensity as sig
 from quantitation.grading import deviations, grade_group
-from quantitation.geometry_types import DiscAxis, GeometryError, Point, VertebraGeometry
+from quantitation.geometry_types import (
+    DiscAxis,
+    DiscGeometryMethod,
+    DiscHeight,
+    DiscWidth,
+    GeometryError,
+    Point,
+    VertebraGeometry,
+)
 from quantitation.masks import BoolArray, chord, crop, fill_holes, outline
 from quantitation.results import (
     DISC_LEVELS,
@@ -129,11 +136,22 @@ def _cranial_direction(
     return (float(vec[0]), float(vec[1]))
 
 
-def _try(fn: Callable[[], object]) -> tuple[object | None, str | None]:
+def _measure_vertebra(
+    level: str,
+    mask: BoolArray,
+    m: Method,
+    centroids: dict[str, NDArray[np.float64] | None],
+    spacing: tuple[float, float],
+) -> _Vert:
+    if not mask.any():
+        return _Vert(None, f"{level} is not segmented")
     try:
-        return fn(), None
+        if m is Method.BIANQUE2022:
+            return _Vert(g_orig.vertebra(mask, spacing, s1_rule=level == "S1"), None)
+        limit = None if level == "S1" else g_def.MAX_TILT_DEG  # the sacrum may slope at any angle
+        return _Vert(g_def.vertebra(mask, spacing, _cranial_direction(level, centroids), max_tilt_deg=limit), None)
     except GeometryError as exc:
-        return None, str(exc)
+        return _Vert(None, f"{level}: {exc}")
 
 
 def _height_line(
@@ -214,8 +232,18 @@ def quantify_slice(
     ``label_map``: (H, W) class indices in the spec order (0 background, 1 CSF, 2 L1, 3 L1/L2, ..., 12 S1,
     13 presacral fat), rows head->feet, columns anterior->posterior. ``image_8bit``: the 8-bit image the
     network saw before CLAHE, same shape (ΔSI is measured on it); a BGR array is converted as the original
-    code does. ``pixel_spacing_mm``: (row, column) spacing of the label-map grid. ``original_image`` is
-    accepted for provenance and not used by either method (both measure ΔSI on ``image_8bit``, spec 2.8).
+    code does. ``pixel_spacing_mm``: (row, column) spacing in mm of the label-map grid, i.e. the source
+    PixelSpacing times the resampling factor of the model grid (padding does not change it).
+    ``original_image`` is accepted for provenance and not used by either method (both measure ΔSI on
+    ``image_8bit``, spec 2.8). ``method``: "default" (sound definitions, lengths in mm) or "bianque2022"
+    (the original definitions, DH in pixels of the 512 grid with its 0.8 factor); recorded in every result.
+    ``sex`` ("F"/"M") selects the sex-specific references (sex code 0 = female, 1 = male); ``age_years`` is
+    recorded only (no reference uses it). Units: ``*_mm`` in mm, ``dh_px`` in pixels of this grid along the
+    height direction, DHI/HDR unitless, ΔSI on the CSF-referenced 0..255 scale; ``grade_z`` is signed,
+    (ΔSI - group mean) / group SD.
+
+    Never raises for anatomy: every disc and vertebra gets a status and reasons. Raises ``ValueError`` only
+    for wrong input types or shapes.
     """
     labels, grey, spacing, m = _validate(label_map, image_8bit, pixel_spacing_mm, method, sex, age_years, original_image)
     warnings: list[str] = []
@@ -244,49 +272,27 @@ def quantify_slice(
 
     # ---- vertebrae ----
     centroids = _centroids_mm(masks, spacing)
-    verts: dict[str, _Vert] = {}
-    vert_results: list[VertebraResult] = []
-    compat_verts: dict[str, _Vert] = {}
-    for level in VERTEBRA_LEVELS:
-        mk = masks[level]
-        if not mk.any():
-            verts[level] = _Vert(None, f"{level} is not segmented")
-        else:
-            if m is Method.BIANQUE2022:
-                geo, why = _try(lambda mk=mk, level=level: g_orig.vertebra(mk, spacing, s1_rule=level == "S1"))
-            else:
-                cranial = _cranial_direction(level, centroids)
-                geo, why = _try(
-                    lambda mk=mk, cranial=cranial, level=level: g_def.vertebra(
-                        mk, spacing, cranial, max_tilt_deg=None if level == "S1" else g_def.MAX_TILT_DEG
-                    )
-                )
-            verts[level] = _Vert(geo if isinstance(geo, VertebraGeometry) else None, None if geo else f"{level}: {why}")
-        v = verts[level]
-        if v.geometry is None:
-            vert_results.append(VertebraResult(level=level, status=Status.FAILED, reasons=(v.reason or "",)))
-        else:
-            vert_results.append(
-                VertebraResult(
-                    level=level,
-                    status=Status.OK,
-                    corners=v.geometry.corners,
-                    height_mm=v.geometry.height_mm,
-                    height_px=v.geometry.height_px,
-                )
-            )
-
+    verts = {level: _measure_vertebra(level, masks[level], m, centroids, spacing) for level in VERTEBRA_LEVELS}
+    vert_results = [
+        VertebraResult(level=level, status=Status.FAILED, reasons=(v.reason or "",))
+        if v.geometry is None
+        else VertebraResult(
+            level=level,
+            status=Status.OK,
+            corners=v.geometry.corners,
+            height_mm=v.geometry.height_mm,
+            height_px=v.geometry.height_px,
+        )
+        for level, v in verts.items()
+    ]
     # the references' DH/DHI/HDR were measured with the original definitions; with the default method
     # the deviations use a side measurement with those definitions (only when a sex is known)
-    need_compat = m is Method.DEFAULT and sex is not None
-    if need_compat:
-        for level in VERTEBRA_LEVELS:
-            mk = masks[level]
-            if mk.any():
-                geo, why = _try(lambda mk=mk, level=level: g_orig.vertebra(mk, spacing, s1_rule=level == "S1"))
-                compat_verts[level] = _Vert(geo if isinstance(geo, VertebraGeometry) else None, why)
-            else:
-                compat_verts[level] = _Vert(None, f"{level} is not segmented")
+    compat_verts: dict[str, _Vert] = {}
+    if m is Method.DEFAULT and sex is not None:
+        compat_verts = {
+            level: _measure_vertebra(level, masks[level], Method.BIANQUE2022, centroids, spacing)
+            for level in VERTEBRA_LEVELS
+        }
     grid_is_512 = labels.shape == ref.DH_REFERENCE_GRID
     if sex is not None and not grid_is_512:
         warnings.append(
@@ -296,7 +302,7 @@ def quantify_slice(
     if sex is None:
         warnings.append("sex unknown: DH, DHI and HDR deviations need a sex-specific reference and are omitted")
 
-    geo_mod = g_orig if m is Method.BIANQUE2022 else g_def
+    geo_mod: DiscGeometryMethod = g_orig if m is Method.BIANQUE2022 else g_def  # type: ignore[assignment]
     discs: list[DiscResult] = []
     for level in DISC_LEVELS:
         discs.append(
@@ -328,52 +334,49 @@ class _Geo:
 
 
 def _disc_geometry(
-    level: str, geo_mod: object, disc: BoolArray, verts: dict[str, _Vert], spacing: tuple[float, float]
+    level: str, geo_mod: DiscGeometryMethod, disc: BoolArray, verts: dict[str, _Vert], spacing: tuple[float, float]
 ) -> _Geo:
     upper, lower = lab.DISC_NEIGHBOURS[level]
     reasons: list[str] = []
-    vu, vl = verts[upper], verts[lower]
-    if vu.geometry is None or vl.geometry is None:
-        for v in (vu, vl):
+    gu, gl = verts[upper].geometry, verts[lower].geometry
+    if gu is None or gl is None:
+        for v in (verts[upper], verts[lower]):
             if v.geometry is None:
                 reasons.append(f"no disc axis: {v.reason}")
         return _Geo(None, None, None, None, None, None, None, tuple(reasons))
-    axis = geo_mod.disc_axis(vu.geometry, vl.geometry, spacing)  # type: ignore[attr-defined]
+    axis = geo_mod.disc_axis(gu, gl, spacing)
     if abs(axis.tilt_deg) > g_def.MAX_TILT_DEG:
         reasons.append(f"disc axis tilt {axis.tilt_deg:.0f} degrees is beyond {g_def.MAX_TILT_DEG:.0f} degrees")
         return _Geo(axis, None, None, None, None, None, None, tuple(reasons))
-    dh, why = _try(lambda: geo_mod.disc_height(disc, axis, spacing))  # type: ignore[attr-defined]
-    if why:
-        reasons.append(f"DH: {why}")
-    wd, why = _try(lambda: geo_mod.wd_big(disc, axis, spacing))  # type: ignore[attr-defined]
-    if why:
-        reasons.append(f"WD_big/HDR: {why}")
-    dh_px = dh.dh_px if dh is not None else None  # type: ignore[attr-defined]
-    dh_mm = dh.dh_mm if dh is not None else None  # type: ignore[attr-defined]
-    hdr = None
-    if dh is not None and wd is not None and wd.wd_big_mm > 0:  # type: ignore[attr-defined]
-        hdr = dh_mm / wd.wd_big_mm  # type: ignore[attr-defined,operator]
-    dhi = None
+    dh: DiscHeight | None = None
+    wd: DiscWidth | None = None
+    try:
+        dh = geo_mod.disc_height(disc, axis, spacing)
+    except GeometryError as exc:
+        reasons.append(f"DH: {exc}")
+    try:
+        wd = geo_mod.wd_big(disc, axis, spacing)
+    except GeometryError as exc:
+        reasons.append(f"WD_big/HDR: {exc}")
+    original = geo_mod is g_orig  # the original works in pixels throughout; ratios are then px / px
+    hdr = dhi = None
     if dh is not None:
-        if level == "L5/S1":  # spec 5.6: DH / HV(L5), S1 height deliberately unused
-            dhi = dh_mm / vu.geometry.height_mm if vu.geometry.height_mm > 0 else None  # type: ignore[operator]
+        h = dh.dh_px if original else dh.dh_mm
+        hv_u = gu.height_px if original else gu.height_mm
+        hv_l = gl.height_px if original else gl.height_mm
+        if wd is not None:
+            w = wd.wd_big_px if original else wd.wd_big_mm
+            hdr = h / w if w > 0 else None
+        if level == "L5/S1":  # spec 5.6: DH / HV(L5); the S1 height is deliberately unused
+            dhi = h / hv_u if hv_u > 0 else None
         else:
-            s = vu.geometry.height_mm + vl.geometry.height_mm
-            dhi = 2 * dh_mm / s if s > 0 else None  # type: ignore[operator]
-    if geo_mod is g_orig:  # the original works in pixels throughout
-        if dh is not None and wd is not None and wd.wd_big_px > 0:  # type: ignore[attr-defined]
-            hdr = dh_px / wd.wd_big_px  # type: ignore[attr-defined,operator]
-        if dh is not None:
-            if level == "L5/S1":
-                dhi = dh_px / vu.geometry.height_px  # type: ignore[operator]
-            else:
-                dhi = 2 * dh_px / (vu.geometry.height_px + vl.geometry.height_px)  # type: ignore[operator]
+            dhi = 2 * h / (hv_u + hv_l) if hv_u + hv_l > 0 else None
     return _Geo(
         axis,
-        dh_px,
-        dh_mm,
-        wd.wd_big_px if wd is not None else None,  # type: ignore[attr-defined]
-        wd.wd_big_mm if wd is not None else None,  # type: ignore[attr-defined]
+        dh.dh_px if dh else None,
+        dh.dh_mm if dh else None,
+        wd.wd_big_px if wd else None,
+        wd.wd_big_mm if wd else None,
         dhi,
         hdr,
         tuple(reasons),
@@ -383,7 +386,7 @@ def _disc_geometry(
 def _disc(
     level: str,
     m: Method,
-    geo_mod: object,
+    geo_mod: DiscGeometryMethod,
     masks: dict[str, BoolArray],
     verts: dict[str, _Vert],
     compat_verts: dict[str, _Vert],
@@ -431,7 +434,7 @@ def _disc(
     if m is Method.BIANQUE2022:
         dev_dh, dev_dhi, dev_hdr = geo.dh_px, geo.dhi, geo.hdr
     elif sex is not None:
-        compat = _disc_geometry(level, g_orig, raw, compat_verts, spacing)
+        compat = _disc_geometry(level, g_orig, raw, compat_verts, spacing)  # type: ignore[arg-type]
         dev_dh, dev_dhi, dev_hdr = compat.dh_px, compat.dhi, compat.hdr
         note = "compared value measured with the bianque2022 definitions, as the reference was"
     devs = deviations(
