@@ -360,7 +360,10 @@ class BianqueHead(nn.Module):
         fused = torch.cat(
             [_up(f32, size), _up(self.fpn_64(p64), size), _up(self.fpn_128(p128), size), self.fpn_256(p256)], 1
         )
-        return self.classifier(fused)
+        hidden = self.classifier[:-1](fused)
+        # final 1x1 conv in fp32 even under autocast: bf16 logits (8-bit mantissa) would create argmax ties
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.classifier[-1](hidden.float())
 
 
 class BianqueNet(nn.Module):

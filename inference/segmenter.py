@@ -1,8 +1,9 @@
 """The warm segmentation service: load weights once, segment batches of DICOM slices.
 
-Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA). On CUDA the network runs
-under bf16 autocast with channels_last memory format; on CPU in fp32 (``precision="bf16"`` opts in to
-bf16 autocast on CPUs with bf16 units, see bench/results/inference.md for the agreement check).
+Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA). Precision ``"auto"``:
+on CUDA ``"bf16-head"`` (backbone fp32/TF32, decoder+fusion head under bf16 autocast, channels_last);
+on CPU ``"fp32"``. ``"bf16"`` (whole network) and ``"bf16-head"`` can be chosen on CPUs with bf16 units;
+see :mod:`inference.precision` and bench/results/inference.md for the fp32 label-agreement checks.
 Decoding is argmax by default (no unassigned pixels); ``decoding="threshold"`` selects the original
 per-channel p > 0.5 rule. See :mod:`inference.postprocess`. BatchNorm is folded into the convolutions
 (``fold_bn=True``, inference only; same outputs to ~1e-5).
@@ -21,11 +22,12 @@ from pydicom.dataset import Dataset
 
 from inference.fuse import fold_batchnorm
 from inference.postprocess import DECODINGS, postprocess
+from inference.precision import PRECISION_MODES, PrecisionWrapper
 from inference.preprocess import PreparedSlice, prepare_slice
 from inference.variants import INPUT_SIZE_MULTIPLE
 from inference.weights_io import LoadedModel, load_weights
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", *PRECISION_MODES)
 
 
 def package_version() -> str:
@@ -95,7 +97,10 @@ class Segmenter:
         self.input_size = int(input_size or loaded.input_size)
         if self.input_size % INPUT_SIZE_MULTIPLE:
             raise ValueError(f"input_size must be a multiple of {INPUT_SIZE_MULTIPLE}, got {self.input_size}")
-        self.bf16 = precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+        if precision == "auto":
+            precision = "bf16-head" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
+        self.bf16 = precision != "fp32"
         own = not isinstance(weights, LoadedModel)  # we loaded it: fold in place, no second copy
         model = fold_batchnorm(loaded.model, inplace=own) if fold_bn else loaded.model.eval()
         model = model.to(self.device)
@@ -106,6 +111,7 @@ class Segmenter:
         if self.bf16:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self.runner = PrecisionWrapper(model, precision).eval()
         self.identity = ModelIdentity(
             name="BianqueNet",
             version=package_version(),
@@ -123,10 +129,7 @@ class Segmenter:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         if self.bf16:
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                logits = self.model(x)
-        else:
-            logits = self.model(x)
+        logits = self.runner(x)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
     def segment(

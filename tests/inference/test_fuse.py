@@ -36,3 +36,17 @@ def test_folded_light_model_matches() -> None:
     assert (a.argmax(1) == b.argmax(1)).float().mean() > 0.999
     # the original is untouched
     assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) > 20
+
+
+def test_precision_wrapper_fp32_is_the_plain_forward_and_bf16_head_is_close() -> None:
+    from inference.precision import PrecisionWrapper
+
+    torch.manual_seed(2)
+    model = build_model("light").eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        ref = model(x)
+        assert torch.equal(PrecisionWrapper(model, "fp32")(x), ref)
+        out = PrecisionWrapper(model, "bf16-head")(x)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert (out - ref).abs().max() < 0.1 * ref.abs().max()

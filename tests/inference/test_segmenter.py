@@ -96,3 +96,16 @@ def test_errors_are_clear(tmp_path: Path) -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="no CUDA device"):
             Segmenter(path, device="cuda")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "bf16-head"])
+def test_bf16_modes_run_on_cpu_and_agree_with_fp32(tmp_path: Path, precision: str) -> None:
+    # planted decisive model: logits differ by 1.0+ between classes, so bf16 rounding cannot flip labels
+    bias = [float(i) * 0.5 for i in range(14)]
+    path = _planted_weights(tmp_path, bias)
+    ds = _dataset()
+    r32 = Segmenter(path, device="cpu", precision="fp32").segment([ds])[0]
+    rbf = Segmenter(path, device="cpu", precision=precision).segment([ds])[0]
+    assert np.array_equal(r32.label_map, rbf.label_map)
+    assert np.allclose(r32.probabilities_model.astype(np.float32), rbf.probabilities_model.astype(np.float32),
+                       atol=2e-2)
