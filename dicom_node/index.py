@@ -162,6 +162,7 @@ class SpoolIndex:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        self._synchronous = "FULL"
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(SCHEMA)
 
@@ -170,8 +171,14 @@ class SpoolIndex:
             self._conn.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, synchronous: str = "FULL") -> Iterator[sqlite3.Connection]:
+        """One transaction. ``synchronous='NORMAL'`` (WAL): the commit survives a crash of the process
+        but may be rolled back by a power loss (the database stays consistent); FULL also survives that.
+        A FULL commit syncs the WAL, with every NORMAL commit before it."""
         with self._lock:
+            if synchronous != self._synchronous:
+                self._conn.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
+                self._synchronous = synchronous
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
@@ -189,9 +196,16 @@ class SpoolIndex:
         return bool(self._query("SELECT 1 FROM instances WHERE sop_uid = ?", (sop_uid,)))
 
     def record_instance(self, header: InstanceHeader, path: Path, calling_ae: str, now: float | None = None) -> StoreResult:
-        """Index a durably written instance; idempotent for a SOP Instance UID already indexed."""
+        """Index a durably written instance; idempotent for a SOP Instance UID already indexed.
+
+        Committed with ``synchronous=NORMAL`` so the C-STORE path pays one device flush (the spool
+        file's) instead of two: the spool file is the record of truth for a received instance, and a
+        row a power loss rolled back is restored at start-up from the file (``Node`` indexes every
+        spooled file the index lacks). A process crash (SIGKILL) loses nothing: a committed WAL frame
+        is in the OS page cache.
+        """
         now = time.time() if now is None else now
-        with self._tx() as db:
+        with self._tx(synchronous="NORMAL") as db:
             if db.execute("SELECT 1 FROM instances WHERE sop_uid = ?", (header.sop_instance_uid,)).fetchone():
                 return StoreResult(new_instance=False, new_series=False, reopened_series=False)
             db.execute(
@@ -287,6 +301,10 @@ class SpoolIndex:
             )
             for r in rows
         ]
+
+    def indexed_sop_uids(self) -> set[str]:
+        """The SOP Instance UIDs of every indexed instance (for the start-up scan of the spool)."""
+        return {r["sop_uid"] for r in self._query("SELECT sop_uid FROM instances")}
 
     def instance_count(self) -> int:
         return int(self._query("SELECT COUNT(*) AS n FROM instances")[0]["n"])

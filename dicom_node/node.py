@@ -27,6 +27,7 @@ from .jobs import NoProcessor, SeriesFiles, StudyJob, StudyProcessor
 from .receiver import Receiver
 from .scu import store_files
 from .spool import write_durably
+from .spool_scan import index_unindexed_instances
 
 log = structlog.get_logger("dicom_node.node")
 
@@ -76,6 +77,9 @@ class Node:
         self._started = True
         if self._processor is None:
             self._processor = default_processor(self.config)
+        restored = index_unindexed_instances(self.spool_dir, self.index, self.config.spool.retention_days)
+        if restored:
+            log.warning("spooled instances missing from the index were indexed again", instances=len(restored))
         interrupted = self.index.requeue_interrupted()
         if interrupted:
             log.info("jobs interrupted by a restart are queued again", job_ids=interrupted)

@@ -21,7 +21,7 @@ from . import status_codes
 from .config import NodeConfig
 from .headers import InstanceHeader, UndecodableDataset, read_header
 from .index import SpoolIndex, StoreResult
-from .spool import instance_path, write_durably
+from .spool import instance_path, rename_is_journaled, store_instance
 from .tls import server_context
 from .transfer_syntaxes import ACCEPTED_TRANSFER_SYNTAXES, storage_sop_classes
 from .uids import InvalidUID
@@ -46,6 +46,7 @@ class Receiver:
         self.index = index
         self.spool_dir = Path(config.spool.directory)
         self.on_instance = on_instance
+        self._journaled = rename_is_journaled(self.spool_dir)
         self._server: ThreadedAssociationServer | None = None
         self._ae: AE | None = None
 
@@ -181,7 +182,7 @@ class Receiver:
             return status_codes.SUCCESS
         path = instance_path(self.spool_dir, header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
         try:
-            write_durably(path, data)
+            store_instance(path, data, journaled=self._journaled)
         except OSError as exc:
             log.error("c-store refused: cannot write to spool", **peer, **uids, path=str(path), error=str(exc),
                       hint="check free space and permissions of spool.directory")
