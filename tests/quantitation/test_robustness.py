@@ -160,3 +160,37 @@ def test_outline_and_height_line_lie_on_the_disc(spine: ph.Spine, method: str) -
         (r0, c0), (r1, c1) = d.height_line
         mid = (int(round((r0 + r1) / 2)), int(round((c0 + c1) / 2)))
         assert disc[mid] and r0 < r1  # through the disc, upper end first
+
+
+@pytest.mark.parametrize("kind", ["rectangles", "noise", "lines", "ellipses"])
+def test_random_label_maps_never_raise(kind: str) -> None:
+    """Garbage anatomy (random blobs, noise, lines, ellipses, any spacing): statuses, no exceptions."""
+    import cv2
+
+    rng = np.random.default_rng(hash(kind) % 2**32)
+    for it in range(15):
+        h, w = int(rng.integers(8, 160)), int(rng.integers(8, 160))
+        labels = np.zeros((h, w), np.uint8)
+        for cls in range(1, 14):
+            if rng.random() < 0.3:
+                continue
+            if kind == "rectangles":
+                r0, c0 = rng.integers(0, h), rng.integers(0, w)
+                labels[r0 : r0 + rng.integers(1, 40), c0 : c0 + rng.integers(1, 40)] = cls
+            elif kind == "noise":
+                labels[rng.random((h, w)) < 0.02] = cls
+            elif kind == "lines":
+                labels[rng.integers(0, h), :] = cls
+            else:
+                img = np.zeros((h, w), np.uint8)
+                centre = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+                axes = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+                cv2.ellipse(img, centre, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+                labels[img > 0] = cls
+        image = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        spacing = (float(rng.uniform(0.2, 2)), float(rng.uniform(0.2, 2)))
+        for method in ("default", "bianque2022"):
+            q = quantify_slice(labels, image, spacing, method=method, sex=("F", "M", None)[it % 3])
+            assert len(q.discs) == 5 and len(q.vertebrae) == 6
+            for d in q.discs:
+                assert d.status is Status.OK or d.reasons
