@@ -51,7 +51,8 @@ def _cases(source: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
             out += [(img, m) for m in _components(np.load(f) == 1, 50)]
     elif source == "spider":
         root = _need(DATA / "spider" / "t2space_png")
-        rows = list(csv.DictReader((root / "manifest.csv").open()))
+        with (root / "manifest.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
         by: dict[str, list[dict[str, str]]] = {}
         for r in rows:
             by.setdefault(r["subject"], []).append(r)
