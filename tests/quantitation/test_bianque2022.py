@@ -118,3 +118,22 @@ def test_fewer_than_four_corners_is_a_reason_not_an_exception() -> None:
     l2 = q.vertebrae[1]
     assert l2.status is Status.FAILED
     assert any("fewer than four corners" in r for r in l2.reasons)
+
+
+def test_public_api_reproduces_dh_9_51_and_its_ratios() -> None:
+    up, disc, lo = _stack(60, 12)
+    labels = np.zeros((512, 512), np.uint8)
+    labels[up], labels[disc], labels[lo] = 6, 7, 8  # L3, L3/L4, L4
+    labels[150:260, 280:290] = 1
+    img = np.full((512, 512), 60, np.uint8)
+    img[labels == 1] = 200
+    q = quantify_slice(labels, img, (0.5, 0.5), method=Method.BIANQUE2022, sex="F")
+    d = q.discs[2]
+    assert d.dh_px == pytest.approx(504 / 53)
+    assert d.dh_mm == pytest.approx(504 / 53 * 0.5)
+    hv = q.vertebrae[2].height_px
+    assert hv == pytest.approx(2400 / 53)  # 60x40 box, corners 53 apart
+    assert d.dhi == pytest.approx(2 * (504 / 53) / (hv + q.vertebrae[3].height_px))
+    assert d.hdr == pytest.approx((504 / 53) / 59)  # walk edges: columns 200 .. 259
+    dev = {(x.quantity, x.kind): x for x in d.deviations}
+    assert dev[("dh", "relative")].value == pytest.approx((504 / 53) / 16.15 - 1)  # female L3/L4
