@@ -1,13 +1,15 @@
 """CPU latency of one 512x512 slice: full BianqueNet and the light variant, fp32 vs bf16 autocast.
 
-Usage: .venv/bin/python bench/bench_inference.py [--threads 2] [--repeats 5] [--json out.json]
+Usage: .venv/bin/python bench/bench_inference.py [--threads 2,1] [--repeats 5] [--profile] [--json out.json]
 
 * Input: a synthetic lumbar phantom slice (inference.synthetic), preprocessed like a DICOM slice
   (8-bit, CLAHE, spec normalisation). Full model: random weights (the published checkpoint is not
   shipped); light model: the shipped weights when present, else random.
 * Configurations are measured interleaved (fp32, bf16, fp32, bf16, ...) so that load from other
   processes on the machine affects them alike; report the medians and the bf16/fp32 and light/full ratios.
-* bf16 = torch.autocast("cpu", bfloat16) + channels_last; only offered when the CPU has bf16 units, and
+* "BN-folded": BatchNorm folded into the convolutions (inference.fuse, what the Segmenter runs).
+* bf16 = torch.autocast("cpu", bfloat16) + channels_last on the whole network; bf16-head = backbone fp32,
+  decoder/fusion head under bf16 autocast (inference.precision); only offered when the CPU has bf16 units, and
   only acceptable when its label maps agree with fp32 on >= 99.5 % of pixels.
 * ``--profile`` prints the top operators of one fp32 forward pass of each model first.
 """
@@ -15,6 +17,7 @@ Usage: .venv/bin/python bench/bench_inference.py [--threads 2] [--repeats 5] [--
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -31,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from inference.fuse import fold_batchnorm  # noqa: E402
 from inference.model import build_model  # noqa: E402
+from inference.precision import PrecisionWrapper  # noqa: E402
 from inference.preprocess import normalise  # noqa: E402
 from inference.weights_io import DEFAULT_WEIGHTS_PATH, load_weights  # noqa: E402
 
@@ -88,20 +93,13 @@ def load_models() -> dict[str, tuple[torch.nn.Module, str]]:
     return models
 
 
-def make_runner(model: torch.nn.Module, x: torch.Tensor, bf16: bool):
-    if not bf16:
-        m32 = model.to(memory_format=torch.contiguous_format)
-
-        def run() -> torch.Tensor:
-            return m32(x)
-        return run
-    mcl = model.to(memory_format=torch.channels_last)
+def make_runner(model: torch.nn.Module, x: torch.Tensor, mode: str):
+    """Forward pass in the given precision mode (bf16 modes with channels_last)."""
+    if mode == "fp32":
+        return lambda: model(x)
+    wrapped = PrecisionWrapper(copy.deepcopy(model).to(memory_format=torch.channels_last), mode).eval()
     xcl = x.contiguous(memory_format=torch.channels_last)
-
-    def run_bf16() -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            return mcl(xcl)
-    return run_bf16
+    return lambda: wrapped(xcl)
 
 
 def profile(name: str, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, float]]:
@@ -118,27 +116,29 @@ def profile(name: str, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[st
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", default="2", help="comma-separated thread counts, e.g. 2,1")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--variants", default="bianquenet,light")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
     info = machine_description()
     print(json.dumps(info, indent=1))
     x = torch.from_numpy(phantom_input(args.size))
     models = load_models()
     results: dict[str, object] = {"machine": info, "threads": args.threads, "size": args.size, "rows": []}
-    for name in args.variants.split(","):
+    for threads, name in [(int(t), n) for t in args.threads.split(",") for n in args.variants.split(",")]:
+        torch.set_num_threads(threads)
         model, weights = models[name]
-        if args.profile:
+        if args.profile and f"profile_{name}" not in results:
             results[f"profile_{name}"] = profile(name, model, x)
-        configs = {"fp32": False}
+        folded = fold_batchnorm(model)
+        configs = {"fp32": (model, "fp32"), "fp32 BN-folded": (folded, "fp32")}
         if info["bf16_units"]:
-            configs["bf16+channels_last"] = True
-        runners = {c: make_runner(model, x, bf) for c, bf in configs.items()}
+            configs["bf16+CL BN-folded"] = (folded, "bf16")
+            configs["bf16-head+CL BN-folded"] = (folded, "bf16-head")
+        runners = {c: make_runner(m, x, bf) for c, (m, bf) in configs.items()}
         times: dict[str, list[float]] = {c: [] for c in configs}
         labels: dict[str, np.ndarray] = {}
         with torch.inference_mode():
@@ -152,7 +152,7 @@ def main() -> int:
         for c in configs:
             agree = float((labels[c] == labels["fp32"]).mean())
             row = {
-                "variant": name, "weights": weights, "config": c,
+                "variant": name, "weights": weights, "config": c, "threads": threads,
                 "median_s": statistics.median(times[c]), "min_s": min(times[c]),
                 "agreement_vs_fp32": agree, "gate_passed": agree >= AGREEMENT_GATE,
                 "params": sum(p.numel() for p in model.parameters()),
@@ -161,17 +161,17 @@ def main() -> int:
             print(json.dumps(row))
     results["load_average_end"] = os.getloadavg()
     rows = results["rows"]  # type: ignore[assignment]
-    print("\n| variant | weights | config | median s | min s | label agreement vs fp32 | gate |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| threads | variant | weights | config | median s | min s | label agreement vs fp32 | gate |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:  # type: ignore[union-attr]
-        print(f"| {r['variant']} | {r['weights']} | {r['config']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
+        print(f"| {r['threads']} | {r['variant']} | {r['weights']} | {r['config']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
               f"{r['agreement_vs_fp32'] * 100:.2f} % | {'pass' if r['gate_passed'] else 'FAIL'} |")
-    med = {(r["variant"], r["config"]): r["median_s"] for r in rows}  # type: ignore[union-attr]
-    for v in ("bianquenet", "light"):
-        if (v, "bf16+channels_last") in med:
-            print(f"{v}: bf16/fp32 = {med[(v, 'bf16+channels_last')] / med[(v, 'fp32')]:.2f}")
-    if ("light", "fp32") in med and ("bianquenet", "fp32") in med:
-        print(f"light/full (fp32) = {med[('light', 'fp32')] / med[('bianquenet', 'fp32')]:.3f}")
+    med = {(r["threads"], r["variant"], r["config"]): r["median_s"] for r in rows}  # type: ignore[union-attr]
+    for (t, v, c), m in med.items():
+        if c != "fp32":
+            print(f"threads {t} {v}: {c} / fp32 = {m / med[(t, v, 'fp32')]:.2f}")
+        elif (t, "bianquenet", "fp32") in med and v == "light":
+            print(f"threads {t}: light/full (fp32) = {m / med[(t, 'bianquenet', 'fp32')]:.3f}")
     print(f"load average start {info['load_average_start']}, end {results['load_average_end']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
