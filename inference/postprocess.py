@@ -18,6 +18,9 @@ its inconsistencies fixed:
 * holes are filled in **every** processed channel (the original filled only when there were >= 2 contours);
 * where hole filling makes channels overlap, the pixel goes to the more probable class.
 
+``morphology="original"`` reproduces the released code instead (OpenCV external contours measured by
+polygon area, filled only when a channel has >= 2 contours), for comparisons with the published numbers.
+
 Finally an anatomical check: L1, L1/L2, L2, ..., L5/S1, S1 must appear head to feet in that order
 (alternating vertebra / disc). Violations and missing structures are returned as warnings.
 """
@@ -26,12 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
 from inference.classes import CLASS_NAMES, CSF, DISC_CHANNELS, PRESACRAL_FAT, SPINE_CHANNELS_HEAD_TO_FEET
 
 DECODINGS = ("argmax", "threshold")
+MORPHOLOGIES = ("fixed", "original")
 THRESHOLD = 0.5
 DISC_KEEP_RATIO = 0.95
 _STRUCT3 = np.ones((3, 3), dtype=bool)
@@ -86,6 +91,37 @@ def clean_channel(channel: int, mask: np.ndarray) -> np.ndarray:
     return _fill(_largest_component(_opening(mask)))
 
 
+def _original_largest(mask: np.ndarray) -> np.ndarray:
+    """The released ``max_area_extract``: largest external contour by polygon area, drawn filled."""
+    m8 = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(m8, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if len(contours) <= 1:
+        return mask.copy()
+    areas = [cv2.contourArea(c) for c in contours]
+    out = np.zeros_like(m8)
+    cv2.drawContours(out, contours, int(np.argmax(areas)), 1, thickness=cv2.FILLED)
+    return out.astype(bool)
+
+
+def _original_opening(mask: np.ndarray) -> np.ndarray:
+    return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)).astype(bool)
+
+
+def clean_channel_original(channel: int, mask: np.ndarray) -> np.ndarray:
+    """The released ``seg_opt`` for one channel (spec section 4), inconsistencies included."""
+    if channel in (0, CSF):
+        return mask.copy()
+    if channel == PRESACRAL_FAT:
+        return _original_largest(mask)
+    if channel in DISC_CHANNELS:
+        dst = _original_largest(mask)
+        raw = int(mask.sum())
+        if raw and dst.sum() / raw < DISC_KEEP_RATIO:
+            return _original_opening(mask)
+        return dst
+    return _original_largest(_original_opening(mask))
+
+
 def compose_label_map(masks: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Masks of channels 1..C-1 -> label map; overlaps go to the more probable class, unclaimed -> 0."""
     claimed = masks[1:]
@@ -119,13 +155,16 @@ def anatomical_warnings(label_map: np.ndarray) -> list[str]:
 
 
 def postprocess(probabilities: np.ndarray, decoding: str = "argmax",
-                valid_mask: np.ndarray | None = None) -> PostprocessResult:
+                valid_mask: np.ndarray | None = None, morphology: str = "fixed") -> PostprocessResult:
     """(C, H, W) softmax probabilities (model grid, canonical orientation) -> cleaned label map + warnings."""
+    if morphology not in MORPHOLOGIES:
+        raise ValueError(f"unknown morphology {morphology!r}; use one of {MORPHOLOGIES}")
+    clean = clean_channel if morphology == "fixed" else clean_channel_original
     p = np.asarray(probabilities, dtype=np.float32)
     masks = decode(p, decoding)
     if valid_mask is not None:
         masks &= np.asarray(valid_mask, dtype=bool)[None]
-    cleaned = np.stack([clean_channel(c, m) for c, m in enumerate(masks)])
+    cleaned = np.stack([clean(c, m) for c, m in enumerate(masks)])
     if valid_mask is not None:
         cleaned &= np.asarray(valid_mask, dtype=bool)[None]
     label_map = compose_label_map(cleaned, p)

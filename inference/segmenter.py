@@ -21,7 +21,7 @@ import torch
 from pydicom.dataset import Dataset
 
 from inference.fuse import fold_batchnorm
-from inference.postprocess import DECODINGS, postprocess
+from inference.postprocess import DECODINGS, MORPHOLOGIES, postprocess
 from inference.precision import PRECISION_MODES, PrecisionWrapper
 from inference.preprocess import PreparedSlice, prepare_slice
 from inference.variants import INPUT_SIZE_MULTIPLE
@@ -83,6 +83,7 @@ class Segmenter:
         precision: str = "auto",
         expected_variant: str | None = None,
         fold_bn: bool = True,
+        morphology: str = "fixed",
     ) -> None:
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; use one of {DECODINGS}")
@@ -94,6 +95,9 @@ class Segmenter:
         loaded = weights if isinstance(weights, LoadedModel) else load_weights(weights, "cpu", expected_variant)
         self.loaded = loaded
         self.decoding = decoding
+        if morphology not in MORPHOLOGIES:
+            raise ValueError(f"unknown morphology {morphology!r}; use one of {MORPHOLOGIES}")
+        self.morphology = morphology
         self.input_size = int(input_size or loaded.input_size)
         if self.input_size % INPUT_SIZE_MULTIPLE:
             raise ValueError(f"input_size must be a multiple of {INPUT_SIZE_MULTIPLE}, got {self.input_size}")
@@ -164,7 +168,7 @@ class Segmenter:
             chunk = prepared[start:start + batch_size]
             probs = self.predict_probabilities(np.stack([p.model_input for p in chunk]))
             for prep, prob in zip(chunk, probs):
-                post = postprocess(prob, decoding, prep.valid_mask)
+                post = postprocess(prob, decoding, prep.valid_mask, self.morphology)
                 results.append(
                     SegmentationResult(
                         label_map=prep.transform.labels_to_source(post.label_map),

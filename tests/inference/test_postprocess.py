@@ -124,3 +124,24 @@ def test_padding_is_never_labelled() -> None:
     out = postprocess(_probs_from_labels(lab), valid_mask=valid)
     assert not out.label_map[:, 72:].any()
     assert out.masks[:, :, 72:].sum() == 0
+
+
+def test_original_morphology_reproduces_the_released_inconsistencies() -> None:
+    from inference.postprocess import clean_channel_original
+
+    m = np.zeros((30, 30), bool)
+    m[5:20, 5:20] = True
+    m[10:12, 10:12] = False  # single component with a hole: the original leaves it unfilled
+    assert clean_channel_original(13, m).sum() == 225 - 4
+    # polygon area: a 1-pixel line (area 0) loses against a smaller square; the square is drawn filled
+    m = np.zeros((40, 60), bool)
+    m[5, 2:58] = True
+    m[20:27, 20:27] = True
+    m[22, 22] = False
+    out = clean_channel_original(13, m)
+    assert not out[5].any() and out[20:27, 20:27].all()
+    lab = _spine_labels()
+    out = postprocess(_probs_from_labels(lab), "threshold", morphology="original")
+    assert np.array_equal(out.label_map, lab) and out.warnings == ()
+    with pytest.raises(ValueError, match="unknown morphology"):
+        postprocess(_probs_from_labels(lab), morphology="new")
