@@ -206,14 +206,24 @@ class WindowAttention(nn.Module):
         self.to_out = nn.Linear(inner, dim)
 
     def _bias(self, n_h: int, n_w: int, dtype: torch.dtype) -> torch.Tensor:
+        """Additive attention bias, broadcastable to (B, n_windows * heads, n, n)."""
         n = self.window * self.window
         bias = self.pos_embedding.reshape(-1)[self.relative_index].to(dtype)  # (n, n)
         if not self.shifted:
             return bias.reshape(1, 1, n, n)
         full = bias.expand(n_h, n_w, n, n).clone()
-        full[-1] = full[-1] + self.upper_lower_mask.to(dtype)
-        full[:, -1] = full[:, -1] + self.left_right_mask.to(dtype)
-        return full.reshape(n_h * n_w, 1, n, n)
+        full[-1] = full[-1] + self.upper_lower_mask.to(dtype)  # last row of windows
+        full[:, -1] = full[:, -1] + self.left_right_mask.to(dtype)  # last column of windows
+        return full[:, :, None].expand(n_h, n_w, self.heads, n, n).reshape(1, n_h * n_w * self.heads, n, n)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
+               use_sdpa: bool) -> torch.Tensor:
+        """softmax(q k^T / sqrt(head_dim) + bias) v; SDPA on CUDA (fused kernels), plain maths on CPU
+        (avoids SDPA's CPU masked-row checks)."""
+        if use_sdpa:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        scores = torch.matmul(q, k.transpose(-1, -2)).mul_(self.head_dim**-0.5).add_(bias)
+        return torch.matmul(scores.softmax(dim=-1), v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, H, W, dim)
         ws, d = self.window, self.window // 2
@@ -221,15 +231,11 @@ class WindowAttention(nn.Module):
             x = torch.roll(x, shifts=(-d, -d), dims=(1, 2))
         b, h, w, _ = x.shape
         n_h, n_w = h // ws, w // ws
+        # 4-D (B, windows*heads, tokens, head_dim) so that fused SDPA kernels apply on CUDA
         qkv = self.to_qkv(x).view(b, n_h, ws, n_w, ws, 3, self.heads, self.head_dim)
-        qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, b, n_h * n_w, self.heads, ws * ws, self.head_dim)
+        qkv = qkv.permute(5, 0, 1, 3, 6, 2, 4, 7).reshape(3, b, n_h * n_w * self.heads, ws * ws, self.head_dim)
         q, k, v = qkv.unbind(0)
-        bias = self._bias(n_h, n_w, q.dtype)
-        if q.is_cuda:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        else:  # plain maths: avoids SDPA's CPU masked-row checks, same result
-            scores = torch.matmul(q, k.transpose(-1, -2)).mul_(self.head_dim**-0.5).add_(bias)
-            out = torch.matmul(scores.softmax(dim=-1), v)
+        out = self.attend(q, k, v, self._bias(n_h, n_w, q.dtype), use_sdpa=q.is_cuda)
         out = out.view(b, n_h, n_w, self.heads, ws, ws, self.head_dim).permute(0, 1, 4, 2, 5, 3, 6)
         out = self.to_out(out.reshape(b, h, w, self.heads * self.head_dim))
         if self.shifted:

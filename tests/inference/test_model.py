@@ -128,6 +128,10 @@ def test_window_attention_matches_reference(shifted: bool) -> None:
         fast = attn(x)
         ref = _reference_window_attention(attn, x)
     assert torch.allclose(fast, ref, atol=1e-5)
+    # the CUDA path (scaled_dot_product_attention with the additive mask) gives the same numbers
+    attn.attend = lambda q, k, v, bias, use_sdpa: WindowAttention.attend(attn, q, k, v, bias, True)
+    with torch.no_grad():
+        assert torch.allclose(attn(x), ref, atol=1e-5)
 
 
 @pytest.mark.parametrize("size", [(512, 512), (320, 320), (384, 512), (320, 192)])

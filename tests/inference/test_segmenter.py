@@ -109,3 +109,22 @@ def test_bf16_modes_run_on_cpu_and_agree_with_fp32(tmp_path: Path, precision: st
     assert np.array_equal(r32.label_map, rbf.label_map)
     assert np.allclose(r32.probabilities_model.astype(np.float32), rbf.probabilities_model.astype(np.float32),
                        atol=2e-2)
+
+
+def test_shipped_light_weights_segment_a_phantom_slice() -> None:
+    from inference.synthetic import PhantomOptions, generate_phantom
+    from inference.weights_io import DEFAULT_WEIGHTS_PATH
+
+    if not DEFAULT_WEIGHTS_PATH.is_file():
+        pytest.skip(f"no shipped weights at {DEFAULT_WEIGHTS_PATH} (trained by inference/training)")
+    ph = generate_phantom(seed=1234, options=PhantomOptions(rows=384, cols=320))
+    pixels = np.clip(ph.image * 1000, 0, 65535).astype(np.uint16)
+    ds = make_mr(pixels, [0.0, 1.0, 0.0, 0.0, 0.0, -1.0], spacing=ph.pixel_spacing_mm, window=None)
+    seg = Segmenter("default", device="cpu")
+    assert seg.identity.variant == "light"
+    r = seg.segment([ds])[0]
+    dices = []
+    for c in range(2, 13):
+        a, b = r.label_map == c, ph.labels == c
+        dices.append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
+    assert np.mean(dices) > 0.7, dices
