@@ -17,7 +17,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import status_codes
+from . import dul_wakeup, status_codes
 from .config import NodeConfig
 from .headers import InstanceHeader, UndecodableDataset, read_header
 from .index import SpoolIndex, StoreResult
@@ -69,6 +69,8 @@ class Receiver:
         network = self.config.network
         ssl_context = server_context(network.tls) if network.tls.enabled else None
         handlers: list[Any] = [
+            (evt.EVT_CONN_OPEN, self.handle_connection_open),
+            (evt.EVT_CONN_CLOSE, self.handle_connection_close),
             (evt.EVT_REQUESTED, self.handle_requested),
             (evt.EVT_ACCEPTED, self.handle_accepted),
             (evt.EVT_RELEASED, self.handle_released),
@@ -123,6 +125,14 @@ class Receiver:
         if isinstance(calling, bytes):
             calling = calling.decode("ascii", "replace")
         return {"calling_ae": str(calling or "").strip(), "address": requestor.address, "port": requestor.port}
+
+    @staticmethod
+    def handle_connection_open(event: evt.Event) -> None:
+        dul_wakeup.attach(event.assoc)  # TCP_NODELAY; the DUL thread waits on the socket, not in sleeps
+
+    @staticmethod
+    def handle_connection_close(event: evt.Event) -> None:
+        dul_wakeup.detach(event.assoc)
 
     def handle_requested(self, event: evt.Event) -> None:
         peer = self._peer(event)

@@ -1,0 +1,123 @@
+"""Event-driven waiting for pynetdicom's DUL thread on accepted associations (pynetdicom 3.0.x).
+
+pynetdicom's DUL reactor polls: when a loop finds nothing to do it sleeps ``_run_loop_delay``
+(1 ms) and then checks the socket with a zero-timeout ``select``. During a C-STORE that costs
+a sleep after each idle check (waiting for the sender's next PDU, and for our own C-STORE
+response to be queued), which on a loaded machine is several milliseconds per instance.
+
+``attach(assoc)`` (called at EVT_CONN_OPEN, before the DUL thread starts) makes that thread
+wait instead in ``select`` on the association's socket *and* a wake-up socket pair: incoming data
+wakes it at once, and so does every primitive our side queues for sending (``send_pdu`` is wrapped
+to write one byte to the pair). The select has a short timeout so that pynetdicom's timers (ARTIM,
+idle) and kill flag are still checked as before. The DUL loop delay is set to 0: the wait happens
+in ``select``. Also sets TCP_NODELAY on the accepted socket, so that our responses go out at once,
+and (Linux) TCP_QUICKACK whenever data arrives: a sender with Nagle's algorithm on (DCMTK's default)
+holds a small PDU (the data set after the C-STORE command) until its previous segment is
+acknowledged, and a delayed ACK would stall every C-STORE by about 40 ms.
+
+The patch is version-guarded (``SUPPORTED``); on another pynetdicom version ``attach`` only sets
+TCP_NODELAY and pynetdicom polls as usual. Only sockets that ``attach`` marked behave differently.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+from typing import Any
+
+import pynetdicom
+from pynetdicom.transport import AssociationSocket
+
+SUPPORTED = pynetdicom.__version__.startswith("3.0.")
+WAIT_S = 0.02
+"""Longest wait in select: how often pynetdicom's timers and kill flag are looked at while idle."""
+
+_WAKER_ATTR = "_bianque_waker"
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux
+
+
+def _patched_ready(original: property) -> property:
+    def ready(self: AssociationSocket) -> bool:
+        waker: socket.socket | None = getattr(self, _WAKER_ATTR, None)
+        sock = self.socket
+        if waker is None or sock is None or self._is_connected is False:
+            return bool(original.fget(self))  # type: ignore[misc]
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True  # decrypted bytes already buffered: select would not see them
+        try:
+            readable, _, _ = select.select([sock, waker], [], [], WAIT_S)
+        except (OSError, ValueError):
+            return bool(original.fget(self))  # type: ignore[misc]  # reports the closed connection
+        if waker in readable:
+            try:
+                while waker.recv(4096):
+                    pass
+            except OSError:  # BlockingIOError once drained, or closed
+                pass
+        if sock not in readable:
+            return False
+        if _QUICKACK is not None:
+            try:  # acknowledge what arrived now: a Nagle-on sender holds its next small PDU until then
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
+        return True
+
+    return property(ready)
+
+
+if SUPPORTED and isinstance(getattr(AssociationSocket, "ready", None), property):
+    if not getattr(AssociationSocket.ready.fget, "_bianque_patched", False):
+        _ready = _patched_ready(AssociationSocket.ready)
+        _ready.fget._bianque_patched = True  # type: ignore[attr-defined]
+        AssociationSocket.ready = _ready  # type: ignore[method-assign]
+else:  # pragma: no cover - another pynetdicom: keep its polling
+    SUPPORTED = False
+
+
+def attach(assoc: Any) -> None:
+    """Set TCP_NODELAY on the association's socket and make its DUL thread wait event-driven."""
+    assoc_socket = getattr(assoc.dul, "socket", None)
+    raw = getattr(assoc_socket, "socket", None)
+    if raw is None:
+        return
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    if not SUPPORTED:
+        return
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    dul = assoc.dul
+    send_pdu = dul.send_pdu
+
+    def send_pdu_and_wake(primitive: Any) -> None:
+        send_pdu(primitive)
+        try:
+            writer.send(b"\0")
+        except OSError:  # buffer full (a wake-up is pending anyway) or already closed
+            pass
+
+    dul.send_pdu = send_pdu_and_wake
+    setattr(assoc_socket, _WAKER_ATTR, reader)
+    assoc_socket._bianque_waker_writer = writer
+    dul._run_loop_delay = 0.0
+
+
+def detach(assoc: Any) -> None:
+    """Close the wake-up pair (at EVT_CONN_CLOSE); the DUL falls back to pynetdicom's own check."""
+    assoc_socket = getattr(assoc.dul, "socket", None)
+    if assoc_socket is None:
+        return
+    reader = getattr(assoc_socket, _WAKER_ATTR, None)
+    writer = getattr(assoc_socket, "_bianque_waker_writer", None)
+    if reader is None:
+        return
+    setattr(assoc_socket, _WAKER_ATTR, None)
+    assoc.dul._run_loop_delay = 0.001
+    for sock in (reader, writer):
+        if sock is not None:
+            sock.close()
