@@ -24,6 +24,8 @@ _LAZY = {
     "prepare_slice": "inference.preprocess",
     "PreparedSlice": "inference.preprocess",
     "SliceTransform": "inference.preprocess",
+    "fold_batchnorm": "inference.fuse",
+    "PrecisionWrapper": "inference.precision",
     "Segmenter": "inference.segmenter",
     "SegmentationResult": "inference.segmenter",
     "ModelIdentity": "inference.segmenter",
