@@ -1,9 +1,11 @@
 """The warm segmentation service: load weights once, segment batches of DICOM slices.
 
-Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA). Precision ``"auto"``:
-on CUDA ``"bf16-head"`` (backbone fp32/TF32, decoder+fusion head under bf16 autocast, channels_last);
-on CPU ``"fp32"``. ``"bf16"`` (whole network) and ``"bf16-head"`` can be chosen on CPUs with bf16 units;
-see :mod:`inference.precision` and bench/results/inference.md for the fp32 label-agreement checks.
+Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA). Precision ``"auto"``
+(default): on CUDA, and on CPUs with bf16 units, the first of ``"bf16"`` (whole network under bf16
+autocast, channels_last) and ``"bf16-head"`` (backbone fp32/TF32, decoder + fusion head in bf16) whose
+label maps agree with fp32 on >= 99.5 % of two synthetic phantom slices, checked once at start-up with the
+loaded weights (:func:`inference.precision.choose_precision`, result in ``precision_choice``); otherwise
+fp32. An explicit ``precision`` skips the check.
 Decoding is argmax by default (no unassigned pixels); ``decoding="threshold"`` selects the original
 per-channel p > 0.5 rule. See :mod:`inference.postprocess`. BatchNorm is folded into the convolutions
 (``fold_bn=True``, inference only; same outputs to ~1e-5).
@@ -22,7 +24,13 @@ from pydicom.dataset import Dataset
 
 from inference.fuse import fold_batchnorm
 from inference.postprocess import DECODINGS, MORPHOLOGIES, postprocess
-from inference.precision import PRECISION_MODES, PrecisionWrapper
+from inference.precision import (
+    PRECISION_MODES,
+    PrecisionChoice,
+    PrecisionWrapper,
+    choose_precision,
+    cpu_has_bf16_units,
+)
 from inference.preprocess import PreparedSlice, prepare_slice
 from inference.variants import INPUT_SIZE_MULTIPLE
 from inference.weights_io import LoadedModel, load_weights
@@ -101,10 +109,6 @@ class Segmenter:
         self.input_size = int(input_size or loaded.input_size)
         if self.input_size % INPUT_SIZE_MULTIPLE:
             raise ValueError(f"input_size must be a multiple of {INPUT_SIZE_MULTIPLE}, got {self.input_size}")
-        if precision == "auto":
-            precision = "bf16-head" if self.device.type == "cuda" else "fp32"
-        self.precision = precision
-        self.bf16 = precision != "fp32"
         own = not isinstance(weights, LoadedModel)  # we loaded it: fold in place, no second copy
         model = fold_batchnorm(loaded.model, inplace=own) if fold_bn else loaded.model.eval()
         model = model.to(self.device)
@@ -112,10 +116,18 @@ class Segmenter:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        if self.bf16:
-            model = model.to(memory_format=torch.channels_last)
+        if precision == "auto":
+            reduced = self.device.type == "cuda" or cpu_has_bf16_units()
+            self.precision_choice = choose_precision(
+                model, self.device, self.input_size, ("bf16", "bf16-head") if reduced else ()
+            )
+        else:
+            self.precision_choice = PrecisionChoice(precision, {}, f"{precision}: requested")
+        self.precision = self.precision_choice.mode
+        self.bf16 = self.precision != "fp32"
+        model = model.to(memory_format=torch.channels_last if self.bf16 else torch.contiguous_format)
         self.model = model
-        self.runner = PrecisionWrapper(model, precision).eval()
+        self.runner = PrecisionWrapper(model, self.precision).eval()
         self.identity = ModelIdentity(
             name="BianqueNet",
             version=package_version(),

@@ -128,3 +128,28 @@ def test_shipped_light_weights_segment_a_phantom_slice() -> None:
         a, b = r.label_map == c, ph.labels == c
         dices.append(2 * (a & b).sum() / max(a.sum() + b.sum(), 1))
     assert np.mean(dices) > 0.7, dices
+
+
+def test_auto_precision_is_gated_on_label_agreement(tmp_path: Path) -> None:
+    from inference.precision import calibration_batch, choose_precision, cpu_has_bf16_units
+
+    # a decisive (planted) model passes the gate: bf16 when the CPU has bf16 units
+    path = _planted_weights(tmp_path, [float(i) * 0.5 for i in range(14)])
+    seg = Segmenter(path, device="cpu")
+    expected = "bf16" if cpu_has_bf16_units() else "fp32"
+    assert seg.precision == expected == seg.precision_choice.mode
+    if expected == "bf16":
+        assert seg.precision_choice.agreement["bf16"] == 1.0
+    # random weights with calibrated BatchNorm statistics: near-tied logits everywhere -> fp32 kept
+    torch.manual_seed(0)
+    model = build_model("light")
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(torch.from_numpy(calibration_batch(128)))
+    choice = choose_precision(model.eval(), torch.device("cpu"), 128, ("bf16", "bf16-head"))
+    assert choice.mode == "fp32"
+    assert set(choice.agreement) == {"bf16", "bf16-head"} and max(choice.agreement.values()) < 0.995
+    assert Segmenter(path, device="cpu", precision="fp32").precision_choice.reason == "fp32: requested"
