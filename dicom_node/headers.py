@@ -31,8 +31,13 @@ class InstanceHeader:
 
 
 def _check_complete(ds: pydicom.Dataset) -> None:
-    """Raise if any top-level element was cut short (pydicom reads short values silently)."""
-    for tag in ds.keys():
+    """Raise if the data set was cut short (pydicom reads a short last value silently).
+
+    The elements are read in stream order, so only the last top-level element can be short:
+    every earlier one was followed by more data. Checking it alone keeps this O(1) per instance.
+    """
+    last = next(reversed(ds.keys()), None)
+    for tag in () if last is None else (last,):
         raw = ds.get_item(tag)
         length = getattr(raw, "length", None)
         value = getattr(raw, "value", None)

@@ -21,6 +21,7 @@ from . import dul_wakeup, status_codes
 from .config import NodeConfig
 from .headers import InstanceHeader, UndecodableDataset, read_header
 from .index import SpoolIndex, StoreResult
+from .part10 import file_header
 from .spool import instance_path, rename_is_journaled, store_instance
 from .tls import server_context
 from .transfer_syntaxes import ACCEPTED_TRANSFER_SYNTAXES, storage_sop_classes
@@ -168,7 +169,8 @@ class Receiver:
         request = event.request
         requested_sop = str(request.AffectedSOPInstanceUID or "").strip()
         requested_class = str(request.AffectedSOPClassUID or "").strip()
-        data = event.encoded_dataset()
+        data = file_header(requested_class, requested_sop, str(event.context.transfer_syntax)) + \
+            event.request.DataSet.getvalue()  # the data set as received, never decoded and re-encoded
         try:
             header = read_header(data)
         except UndecodableDataset as exc:

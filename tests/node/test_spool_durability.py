@@ -61,3 +61,32 @@ def test_start_indexes_spooled_files_the_index_lost(node_factory, mr_study) -> N
     while time.monotonic() < deadline and index.series(series.series_uid).state != "complete":
         time.sleep(0.05)
     assert index.series(series.series_uid).state == "complete"
+
+
+@pytest.mark.parametrize("sop_uid", ["1.2.3.4", "1.2.3.45"], ids=["even", "odd"])
+def test_part10_header_matches_pynetdicoms_file_meta(sop_uid: str) -> None:
+    from pydicom.dataset import FileMetaDataset
+    from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+    from pynetdicom.dsutils import encode_file_meta
+
+    from dicom_node.part10 import file_header
+
+    meta = FileMetaDataset()
+    meta.FileMetaInformationGroupLength = 0
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = "1.2.840.10008.1.2.1"
+    meta.ImplementationClassUID = PYNETDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = PYNETDICOM_IMPLEMENTATION_VERSION
+    expected = b"\0" * 128 + b"DICM" + encode_file_meta(meta)
+    assert file_header("1.2.840.10008.5.1.4.1.1.4", sop_uid, "1.2.840.10008.1.2.1") == expected
+
+
+def test_truncated_last_element_is_detected(mr_study) -> None:
+    from dicom_node.headers import UndecodableDataset
+
+    data = mr_study.files[0].read_bytes()
+    read_header(data)
+    with pytest.raises(UndecodableDataset):
+        read_header(data[:-10])
