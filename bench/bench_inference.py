@@ -82,12 +82,13 @@ def phantom_input(size: int) -> np.ndarray:
     return normalise(img8)[None]
 
 
-def load_models() -> dict[str, tuple[torch.nn.Module, str]]:
+def load_models(light_weights: Path | None = None) -> dict[str, tuple[torch.nn.Module, str]]:
     torch.manual_seed(0)
     models: dict[str, tuple[torch.nn.Module, str]] = {"bianquenet": (build_model("bianquenet").eval(), "random")}
-    if DEFAULT_WEIGHTS_PATH.is_file():
-        loaded = load_weights(DEFAULT_WEIGHTS_PATH)
-        models["light"] = (loaded.model.eval(), f"shipped {DEFAULT_WEIGHTS_PATH.name}")
+    path = light_weights or DEFAULT_WEIGHTS_PATH
+    if path.is_file():
+        loaded = load_weights(path)
+        models["light"] = (loaded.model.eval(), f"trained {path.name}")
     else:
         models["light"] = (build_model("light").eval(), "random")
     return models
@@ -122,11 +123,12 @@ def main() -> int:
     ap.add_argument("--variants", default="bianquenet,light")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--light-weights", type=Path, help="weights file for the light variant (default: shipped)")
     args = ap.parse_args()
     info = machine_description()
     print(json.dumps(info, indent=1))
     x = torch.from_numpy(phantom_input(args.size))
-    models = load_models()
+    models = load_models(args.light_weights)
     results: dict[str, object] = {"machine": info, "threads": args.threads, "size": args.size, "rows": []}
     for threads, name in [(int(t), n) for t in args.threads.split(",") for n in args.variants.split(",")]:
         torch.set_num_threads(threads)
