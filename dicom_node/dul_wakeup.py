@@ -15,6 +15,9 @@ and (Linux) TCP_QUICKACK whenever data arrives: a sender with Nagle's algorithm 
 holds a small PDU (the data set after the C-STORE command) until its previous segment is
 acknowledged, and a delayed ACK would stall every C-STORE by about 40 ms.
 
+The same marked sockets read each PDU with ``recv_into`` into one buffer of the PDU's size
+(pynetdicom reads 4 KiB per ``recv`` call: 128 calls and as many buffer extensions per 512 KiB).
+
 The patch is version-guarded (``SUPPORTED``); on another pynetdicom version ``attach`` only sets
 TCP_NODELAY and pynetdicom polls as usual. Only sockets that ``attach`` marked behave differently.
 """
@@ -67,7 +70,31 @@ def _patched_ready(original: property) -> property:
     return property(ready)
 
 
+def _patched_recv(original: Any) -> Any:
+    def recv(self: AssociationSocket, nr_bytes: int) -> bytearray:
+        """pynetdicom reads a PDU in 4 KiB ``recv`` calls; read straight into one buffer instead."""
+        sock = self.socket
+        if getattr(self, _WAKER_ATTR, None) is None or sock is None:
+            return original(self, nr_bytes)  # type: ignore[no-any-return]
+        buffer = bytearray(nr_bytes)
+        got = 0
+        with memoryview(buffer) as view:
+            while got < nr_bytes:
+                count = sock.recv_into(view[got:], nr_bytes - got)
+                if not count:  # connection closed: return what arrived, as pynetdicom does
+                    break
+                got += count
+        if got < nr_bytes:
+            del buffer[got:]
+        return buffer
+
+    recv._bianque_patched = True  # type: ignore[attr-defined]
+    return recv
+
+
 if SUPPORTED and isinstance(getattr(AssociationSocket, "ready", None), property):
+    if not getattr(AssociationSocket.recv, "_bianque_patched", False):
+        AssociationSocket.recv = _patched_recv(AssociationSocket.recv)  # type: ignore[method-assign]
     if not getattr(AssociationSocket.ready.fget, "_bianque_patched", False):
         _ready = _patched_ready(AssociationSocket.ready)
         _ready.fget._bianque_patched = True  # type: ignore[attr-defined]
