@@ -19,6 +19,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from . import dul_wakeup, status_codes
 from .config import NodeConfig
+from .context_copy import ContextList
 from .headers import InstanceHeader, UndecodableDataset, read_header
 from .index import SpoolIndex, StoreResult
 from .part10 import file_header
@@ -83,6 +84,7 @@ class Receiver:
         self._server = self._ae.start_server(
             (network.bind_address, network.port), block=False, evt_handlers=handlers, ssl_context=ssl_context
         )
+        self._server.contexts = ContextList(self._server.contexts)  # cheap copy per association
         log.info("listening", ae_title=network.ae_title, address=network.bind_address, port=self.port,
                  tls=network.tls.enabled)
         return self._server

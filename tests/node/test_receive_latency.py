@@ -56,3 +56,19 @@ def test_sender_with_nagle_on_does_not_stall(running_node, mr_study) -> None:
     extra_ms = (t_nagle - t_nodelay) / half * 1000
     # A Nagle / delayed-ACK stall costs about 40 ms per C-STORE; allow generous noise on a busy machine.
     assert extra_ms < 20, f"{extra_ms:.1f} ms more per instance with Nagle on ({t_nodelay:.2f} s vs {t_nagle:.2f} s)"
+
+
+def test_per_association_context_copy_is_independent_and_equal(running_node) -> None:
+    import copy
+
+    from dicom_node.context_copy import ContextList
+
+    server_contexts = running_node.node.receiver._server.contexts
+    assert isinstance(server_contexts, ContextList) and len(server_contexts) > 100
+    copied = copy.deepcopy(server_contexts)
+    reference = copy.deepcopy(list(server_contexts))
+    assert [vars(c) for c in copied] == [vars(c) for c in reference]
+    before = list(server_contexts[0].transfer_syntax)
+    copied[0].add_transfer_syntax("1.2.840.10008.1.2.4.999")  # in place: the lists must not be shared
+    copied[0].result = 0
+    assert server_contexts[0].transfer_syntax == before and server_contexts[0].result is None
