@@ -17,7 +17,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import dul_wakeup, status_codes
+from . import reactor_wakeup, status_codes
 from .config import NodeConfig
 from .context_copy import ContextList
 from .headers import InstanceHeader, UndecodableDataset, read_header
@@ -131,11 +131,11 @@ class Receiver:
 
     @staticmethod
     def handle_connection_open(event: evt.Event) -> None:
-        dul_wakeup.attach(event.assoc)  # TCP_NODELAY; the DUL thread waits on the socket, not in sleeps
+        reactor_wakeup.attach(event.assoc)  # TCP_NODELAY; the DUL thread waits on the socket, not in sleeps
 
     @staticmethod
     def handle_connection_close(event: evt.Event) -> None:
-        dul_wakeup.detach(event.assoc)
+        reactor_wakeup.detach(event.assoc)
 
     def handle_requested(self, event: evt.Event) -> None:
         peer = self._peer(event)

@@ -13,7 +13,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE
 
-from dicom_node import dul_wakeup
+from dicom_node import reactor_wakeup
 from peers import peer_env, require_tool, wait_for
 
 pytestmark = pytest.mark.peers
@@ -30,9 +30,10 @@ def test_accepted_association_has_nodelay_and_event_driven_dul(running_node) -> 
         acceptor = ours[0]
         raw = acceptor.dul.socket.socket
         assert raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
-        if dul_wakeup.SUPPORTED:
+        if reactor_wakeup.SUPPORTED:
             assert acceptor.dul._run_loop_delay == 0.0
             assert getattr(acceptor.dul.socket, "_bianque_waker") is not None
+            assert getattr(acceptor, "_bianque_wake", None) is not None  # association thread wakes on messages
     finally:
         assoc.release()
 

@@ -1,4 +1,4 @@
-"""Event-driven waiting for pynetdicom's DUL thread on accepted associations (pynetdicom 3.0.x).
+"""Event-driven waiting for pynetdicom's reactor threads on accepted associations (pynetdicom 3.0.x).
 
 pynetdicom's DUL reactor polls: when a loop finds nothing to do it sleeps ``_run_loop_delay``
 (1 ms) and then checks the socket with a zero-timeout ``select``. During a C-STORE that costs
@@ -15,6 +15,12 @@ and (Linux) TCP_QUICKACK whenever data arrives: a sender with Nagle's algorithm 
 holds a small PDU (the data set after the C-STORE command) until its previous segment is
 acknowledged, and a delayed ACK would stall every C-STORE by about 40 ms.
 
+The association thread polls too: its reactor loop sleeps 1 ms before each look for a complete
+DIMSE message. ``attach`` gives the association a wake-up event that its DIMSE message queue sets
+on every ``put``, and pynetdicom.association's ``time`` is replaced by a proxy whose ``sleep``,
+on a marked association thread only, waits on that event instead (same timeout, so everything
+else the loop checks keeps its pace); every other thread and call gets the real ``time``.
+
 The same marked sockets read each PDU with ``recv_into`` into one buffer of the PDU's size
 (pynetdicom reads 4 KiB per ``recv`` call: 128 calls and as many buffer extensions per 512 KiB).
 
@@ -24,12 +30,16 @@ TCP_NODELAY and pynetdicom polls as usual. Only sockets that ``attach`` marked b
 
 from __future__ import annotations
 
+import queue
 import select
 import socket
 import ssl
+import threading
+import time
 from typing import Any
 
 import pynetdicom
+import pynetdicom.association
 from pynetdicom.transport import AssociationSocket
 
 SUPPORTED = pynetdicom.__version__.startswith("3.0.")
@@ -103,6 +113,44 @@ else:  # pragma: no cover - another pynetdicom: keep its polling
     SUPPORTED = False
 
 
+_WAKE_EVENT_ATTR = "_bianque_wake"
+
+
+class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
+    """The DIMSE message queue of one association: every ``put`` also sets the association's event."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self._wake.set()
+
+
+class _TimeProxy:
+    """``time`` for pynetdicom.association: ``sleep`` on a marked association thread waits on its event."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def sleep(self, seconds: float) -> None:
+        wake: threading.Event | None = getattr(threading.current_thread(), _WAKE_EVENT_ATTR, None)
+        if wake is None:
+            self._real.sleep(seconds)
+            return
+        wake.wait(seconds)
+        wake.clear()  # a message put before this clear is still in the queue the loop reads next
+
+
+_ASSOCIATION_WAKE = SUPPORTED and getattr(pynetdicom.association, "time", None) is time
+if _ASSOCIATION_WAKE:
+    pynetdicom.association.time = _TimeProxy(time)  # type: ignore[attr-defined]
+
+
 def attach(assoc: Any) -> None:
     """Set TCP_NODELAY on the association's socket and make its DUL thread wait event-driven."""
     assoc_socket = getattr(assoc.dul, "socket", None)
@@ -132,6 +180,12 @@ def attach(assoc: Any) -> None:
     setattr(assoc_socket, _WAKER_ATTR, reader)
     assoc_socket._bianque_waker_writer = writer
     dul._run_loop_delay = 0.0
+    dimse = getattr(assoc, "dimse", None)
+    if _ASSOCIATION_WAKE and dimse is not None and isinstance(dimse.msg_queue, queue.Queue) \
+            and dimse.msg_queue.empty():
+        wake = threading.Event()
+        dimse.msg_queue = _WakingQueue(wake)
+        setattr(assoc, _WAKE_EVENT_ATTR, wake)
 
 
 def detach(assoc: Any) -> None:
