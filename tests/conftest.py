@@ -35,7 +35,7 @@ import pytest
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+    sys.path.append(str(TESTS_DIR))  # appended: tests/inference etc. must not shadow the packages
 
 from peers import (  # noqa: E402
     NODE_AET,
