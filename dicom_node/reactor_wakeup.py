@@ -50,6 +50,15 @@ _WAKER_ATTR = "_bianque_waker"
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux
 
 
+def _quickack(sock: socket.socket) -> None:
+    """Linux: send pending ACKs now and leave delayed-ACK mode (the kernel re-enters it by itself)."""
+    if _QUICKACK is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        except OSError:
+            pass
+
+
 def _patched_ready(original: property) -> property:
     def ready(self: AssociationSocket) -> bool:
         waker: socket.socket | None = getattr(self, _WAKER_ATTR, None)
@@ -70,11 +79,7 @@ def _patched_ready(original: property) -> property:
                 pass
         if sock not in readable:
             return False
-        if _QUICKACK is not None:
-            try:  # acknowledge what arrived now: a Nagle-on sender holds its next small PDU until then
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:
-                pass
+        _quickack(sock)  # acknowledge what arrived now: a Nagle-on sender holds its next small PDU until then
         return True
 
     return property(ready)
@@ -90,6 +95,7 @@ def _patched_recv(original: Any) -> Any:
         got = 0
         with memoryview(buffer) as view:
             while got < nr_bytes:
+                _quickack(sock)  # a Nagle-on sender holds the tail of this PDU until we acknowledge
                 count = sock.recv_into(view[got:], nr_bytes - got)
                 if not count:  # connection closed: return what arrived, as pynetdicom does
                     break
