@@ -6,6 +6,7 @@ The handlers only write the spool file and one index row and then notify the nod
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import structlog
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
@@ -55,6 +57,11 @@ class Receiver:
     # -- set-up ------------------------------------------------------------------------------------
     def build_ae(self) -> AE:
         network = self.config.network
+        # pynetdicom's standard event handlers build log lines for every PDU and DIMSE message (and
+        # copy each received data set to see whether it is empty); they are only worth binding when
+        # the pynetdicom logger shows INFO (logs.configure_logging keeps it at WARNING unless DEBUG).
+        pynetdicom_logs = logging.getLogger("pynetdicom").isEnabledFor(logging.INFO)
+        pynetdicom_config.LOG_HANDLER_LEVEL = "standard" if pynetdicom_logs else "none"
         ae = AE(ae_title=network.ae_title)
         ae.acse_timeout = network.acse_timeout_s
         ae.dimse_timeout = network.dimse_timeout_s
