@@ -181,7 +181,7 @@ def train(
     if use_cl:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, best, history_loss = 0, -1.0, []
+    step, best, best_step, history_loss = 0, -1.0, 0, []
     ckpt_path = out / "checkpoint.pt"
     elapsed_before = 0.0
     if resume and ckpt_path.is_file():
@@ -189,6 +189,7 @@ def train(
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         step, best = int(ck["step"]), float(ck["best"])
+        best_step = int(ck.get("best_step", 0))
         rng.bit_generator.state = ck["numpy_rng"]
         torch.set_rng_state(ck["torch_rng"])
         elapsed_before = float(ck.get("elapsed_s", 0.0))
@@ -206,7 +207,7 @@ def train(
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({
             "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "step": step, "best": best, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "step": step, "best": best, "best_step": best_step, "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
             "elapsed_s": elapsed_before + time.perf_counter() - t_loop, "config": asdict(cfg),
         }, tmp)
         tmp.replace(ckpt_path)
@@ -257,7 +258,7 @@ def train(
             _log(f"step {step}/{cfg.steps} loss {rec['loss']:.4f} val Dice {score:.4f} "
                  + " ".join(f"{r.dataset}:{r.summary.get('all labelled classes', 0):.3f}" for r in reports))
             if score > best:
-                best = score
+                best, best_step = score, step
                 save_weights(out / "best.pt", model, cfg.variant, cfg.input_size, model_card={"step": step, "val_dice": score}, half=False)
             save_checkpoint()
     bar.close()
@@ -279,6 +280,7 @@ def train(
         "device": str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else f" ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
         "torch": torch.__version__, "python": sys.version.split()[0], "config": asdict(cfg), "recipe": recipe_text,
         "validation": [asdict(r) for r in reports], "best_val_dice": best,
+        "weights_from_step": best_step if (out / "best.pt").is_file() else step,
     }
     name = "bianque-light.pt" if cfg.variant == "light" else f"bianque-{cfg.variant}.pt"
     wpath = out / name

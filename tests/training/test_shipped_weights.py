@@ -1,0 +1,40 @@
+"""The shipped light weights load and still reach the Dice written in their evaluation JSON (within 0.02)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from inference.training.model_card import CARD_SETS, evaluate_card_sets
+
+REPO = Path(__file__).resolve().parents[2]
+WEIGHTS = REPO / "inference" / "weights" / "bianque-light.pt"
+EVAL_JSON = REPO / "inference" / "weights" / "bianque-light.eval.json"
+CARD = REPO / "inference" / "weights" / "MODEL_CARD.md"
+DATA = REPO.parent / "shared" / "data"
+
+
+def test_shipped_weights_reach_model_card_dice() -> None:
+    from inference.weights_io import load_weights
+
+    assert WEIGHTS.is_file() and EVAL_JSON.is_file() and CARD.is_file(), "shipped weights, eval JSON and model card must exist"
+    assert WEIGHTS.stat().st_size <= 25e6
+    loaded = load_weights(WEIGHTS)
+    assert loaded.variant == "light" and loaded.input_size % 64 == 0
+    if not DATA.is_dir():
+        pytest.fail(f"shared data missing: {DATA}")
+    torch.set_num_threads(2)
+    recorded = {r["dataset"]: r for r in json.loads(EVAL_JSON.read_text())["reports"]}
+    assert set(recorded) == set(CARD_SETS)
+    reports, _ = evaluate_card_sets(WEIGHTS, DATA)
+    for rep in reports:
+        want = {c["name"]: c["dice"] for c in recorded[rep.dataset]["classes"]}
+        got = {c.name: c.dice for c in rep.classes}
+        assert set(got) == set(want), rep.dataset
+        for name, value in want.items():
+            assert abs(got[name] - value) <= 0.02, (rep.dataset, name, got[name], value)
+        # the card's Markdown table carries the same numbers
+        assert f"{rep.summary['all labelled classes']:.3f}" in CARD.read_text()
