@@ -141,7 +141,10 @@ def test_disc_heights_match_phantom_truth_with_shipped_weights_all_transfer_synt
         truth = {d.level: d.height_mm for d in manifest.phantom.discs}
         assert set(heights[syntax]) == set(truth), (syntax, heights[syntax])
         for level, value in heights[syntax].items():
-            assert abs(value - truth[level]) <= 0.5, (syntax, level, value, truth[level])
+            assert abs(value - truth[level]) <= 0.5, (
+                syntax, level, value, truth[level],
+                "note: on the TRUE label map quantitation's DH is already ~0.6 mm short "
+                "(tests/e2e/test_pipeline_truth.py xfail)")
     # lossless compression: the same pixels, hence exactly the same numbers
     assert heights["jpeg2000-lossless"] == heights["explicit"]
     assert heights["jpegls-lossless"] == heights["explicit"]
