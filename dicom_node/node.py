@@ -206,8 +206,9 @@ class Node:
             if missing:
                 raise FileNotFoundError(f"processor returned files that do not exist: {missing[:3]}")
         except Exception as exc:  # noqa: BLE001 - one failed study never stops the node
-            bound.exception("job state", state="failed", stage="process", error=str(exc)[:300])
-            self.index.fail_job(job.id, "process", f"{type(exc).__name__}: {exc}")
+            stage = str(getattr(exc, "stage", "process"))  # the pipeline's StageError names its stage
+            bound.exception("job state", state="failed", stage=stage, error=str(exc)[:300])
+            self.index.fail_job(job.id, stage, f"{type(exc).__name__}: {exc}")
             return
         destinations = [d.name for d in self.config.destinations]
         finished = self.index.finish_processing(job.id, outputs, destinations)

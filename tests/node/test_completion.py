@@ -97,6 +97,20 @@ def test_processor_failure_is_recorded_and_node_keeps_serving(node_factory, mr_s
     assert node.index.series(mr_study.series[1].series_uid).instance_count == len(mr_study.series[1].files)
 
 
+class _StageFailure(RuntimeError):
+    stage = "segment"
+
+
+def test_failed_stage_named_by_the_processor_is_recorded(node_factory, mr_study) -> None:
+    def processor(job):  # a pipeline failure carries the stage it failed in (dicom_node.pipeline.StageError)
+        raise _StageFailure("model weights unreadable")
+
+    node = node_factory(processor=processor)
+    _storescu(node, *mr_study.series[0].files)
+    job = wait_for(lambda: next((j for j in node.index.jobs() if j.state == "failed"), None), 15, "job failed")
+    assert job.stage == "segment" and "model weights unreadable" in (job.last_error or "")
+
+
 def test_bianque_complete_forces_completion_while_serving(node_factory, mr_study, tmp_path: Path) -> None:
     processor = RecordingProcessor()
     node = node_factory({"completion": {"quiet_period_s": 3600}}, processor=processor)
