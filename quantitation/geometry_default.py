@@ -208,9 +208,29 @@ def disc_axis(upper: VertebraGeometry, lower: VertebraGeometry, spacing: tuple[f
     return DiscAxis(_to_px(a, spacing), _to_px(p, spacing), _len_px(p - a, spacing), wd_mm, _tilt(a, p))
 
 
+def _square_fraction_below(x: Vec, ext: tuple[float, float]) -> Vec:
+    """Fraction of a pixel's square footprint whose projection on an axis lies below ``x`` (mm from the
+    projected centre); ``ext`` are the projected lengths of the pixel's two sides (|e_y| sr, |e_x| sc).
+    The projection of a uniform rectangle is the sum of two uniform variables: a trapezoidal density,
+    whose distribution function is a sum of clipped quadratic ramps."""
+    a, b = max(ext), min(ext)
+    if b <= 1e-9 * a:
+        return np.clip(x / a + 0.5, 0.0, 1.0)
+
+    def ramp(v: Vec) -> Vec:
+        return 0.5 * np.maximum(v, 0.0) ** 2
+
+    h1, h2 = (a + b) / 2, (a - b) / 2
+    return (ramp(x + h1) - ramp(x + h2) - ramp(x - h2) + ramp(x - h1)) / (a * b)
+
+
 def disc_height(disc: BoolArray, axis: DiscAxis, spacing: tuple[float, float]) -> DiscHeight:
     """True mean height of the central 80 %: area of the disc between the cuts at 10 % and 90 % of the
-    A->P axis, divided by 0.8 * WD_small (mm; px along the height direction as a diagnostic)."""
+    A->P axis, divided by 0.8 * WD_small (mm; px along the height direction as a diagnostic).
+
+    Pixels are squares (edge to edge: a disc of n whole rows is n * row spacing tall). A pixel cut by a
+    10 %/90 % line counts with the part of its square between the cuts, not all-or-nothing by its centre,
+    which on coarse grids (0.6-1 mm) would change the region's length by up to a pixel and DH with it."""
     a = _phys(axis.anterior_mid, spacing)
     p = _phys(axis.posterior_mid, spacing)
     wd = axis.wd_small_mm
@@ -223,8 +243,13 @@ def disc_height(disc: BoolArray, axis: DiscAxis, spacing: tuple[float, float]) -
     rows, cols = np.nonzero(c.mask)
     rows = rows + c.r0
     cols = cols + c.c0
-    t = ((rows * spacing[0] - a[0]) * e[0] + (cols * spacing[1] - a[1]) * e[1]) / wd
-    inside = np.count_nonzero((t >= 0.5 - MU / 2) & (t <= 0.5 + MU / 2))
+    # position of each pixel centre along A->P (mm); each pixel counts with the fraction of its square
+    # footprint that lies between the cuts, so the region's area is edge to edge on any grid
+    s = (rows * spacing[0] - a[0]) * e[0] + (cols * spacing[1] - a[1]) * e[1]
+    lo, hi = (0.5 - MU / 2) * wd, (0.5 + MU / 2) * wd
+    sel = (s >= lo - spacing[0] - spacing[1]) & (s <= hi + spacing[0] + spacing[1])
+    ext = (abs(float(e[0])) * spacing[0], abs(float(e[1])) * spacing[1])
+    inside = float(np.sum(_square_fraction_below(hi - s[sel], ext) - _square_fraction_below(lo - s[sel], ext)))
     dh_mm = inside * spacing[0] * spacing[1] / (MU * wd)
     if dh_mm <= 0:
         raise GeometryError("no disc pixels in the central 80 % region")

@@ -99,8 +99,10 @@ def chord(
 ) -> Chord | None:
     """The run of mask pixels along the line through ``centre`` (pixel coords) with physical direction
     ``direction_mm`` (dy, dx in mm), sampled every ``step_px`` pixels with nearest-pixel lookup. The
-    run containing the centre is used (or the nearest run when the centre is outside the mask).
-    Returns None when the line misses the mask."""
+    run containing the centre is used (or the nearest run when the centre is outside the mask); its ends
+    are then placed where the bilinear interpolant of the mask crosses 0.5 (``_refine_crossing``), so a
+    run of m whole pixels along a row is m pixels long (edge to edge) and a slanted boundary is not
+    quantised to the pixel staircase. Returns None when the line misses the mask."""
     sr, sc = spacing
     d = np.array([direction_mm[0] / sr, direction_mm[1] / sc], dtype=np.float64)
     norm = float(np.hypot(*d))
@@ -129,9 +131,34 @@ def chord(
     i0 = int(before[-1]) + 1 if before.size else 0
     i1 = int(after[0]) - 1 if after.size else ts.size - 1
     touches = i0 == 0 or i1 == ts.size - 1 or not bool(valid[i0 - 1]) or not bool(valid[i1 + 1])
-    t0 = ts[i0] - step_px / 2
-    t1 = ts[i1] + step_px / 2
+    t0 = _refine_crossing(mask, centre, d, float(ts[i0] - step_px / 2), rising=True)
+    t1 = _refine_crossing(mask, centre, d, float(ts[i1] + step_px / 2), rising=False)
     start = (float(centre[0] + t0 * d[0]), float(centre[1] + t0 * d[1]))
     end = (float(centre[0] + t1 * d[0]), float(centre[1] + t1 * d[1]))
     length = float(np.hypot((end[0] - start[0]) * sr, (end[1] - start[1]) * sc))
     return Chord(start, end, length, bool(touches))
+
+
+_REFINE_REACH_PX = 1.5
+_REFINE_STEP_PX = 0.05
+
+
+def _refine_crossing(
+    mask: BoolArray, centre: tuple[float, float], d: NDArray[np.float64], t_coarse: float, *, rising: bool
+) -> float:
+    """Sub-pixel end of a run: the parameter t near ``t_coarse`` (within 1.5 pixels) where the bilinear
+    interpolant of the mask along ``centre + t d`` crosses 0.5, going into the mask with increasing t
+    (``rising``) or out of it. For a boundary between whole pixels this is the shared pixel edge.
+    Returns ``t_coarse`` when there is no crossing in reach."""
+    ts = t_coarse + np.arange(-_REFINE_REACH_PX, _REFINE_REACH_PX + _REFINE_STEP_PX / 2, _REFINE_STEP_PX)
+    coords = np.stack([centre[0] + ts * d[0], centre[1] + ts * d[1]])
+    f = ndimage.map_coordinates(mask.astype(np.float32), coords, order=1, mode="constant", cval=0.0) - 0.5
+    if rising:
+        idx = np.flatnonzero((f[:-1] < 0) & (f[1:] >= 0))
+    else:
+        idx = np.flatnonzero((f[:-1] >= 0) & (f[1:] < 0))
+    if idx.size == 0:
+        return t_coarse
+    i = int(idx[np.argmin(np.abs(ts[idx] - t_coarse))])
+    frac = float(f[i] / (f[i] - f[i + 1]))
+    return float(ts[i] + frac * (ts[i + 1] - ts[i]))
