@@ -152,7 +152,16 @@ def _refine_crossing(
     Returns ``t_coarse`` when there is no crossing in reach."""
     ts = t_coarse + np.arange(-_REFINE_REACH_PX, _REFINE_REACH_PX + _REFINE_STEP_PX / 2, _REFINE_STEP_PX)
     coords = np.stack([centre[0] + ts * d[0], centre[1] + ts * d[1]])
-    f = ndimage.map_coordinates(mask.astype(np.float32), coords, order=1, mode="constant", cval=0.0) - 0.5
+    # interpolate in a small window around the samples (the mask outside the grid counts as 0)
+    r0 = max(int(np.floor(coords[0].min())) - 1, 0)
+    c0 = max(int(np.floor(coords[1].min())) - 1, 0)
+    r1 = min(int(np.ceil(coords[0].max())) + 2, mask.shape[0])
+    c1 = min(int(np.ceil(coords[1].max())) + 2, mask.shape[1])
+    if r0 >= r1 or c0 >= c1:
+        return t_coarse
+    window = mask[r0:r1, c0:c1].astype(np.float32)
+    local = coords - np.array([[r0], [c0]], dtype=np.float64)
+    f = ndimage.map_coordinates(window, local, order=1, mode="constant", cval=0.0) - 0.5
     if rising:
         idx = np.flatnonzero((f[:-1] < 0) & (f[1:] >= 0))
     else:
