@@ -24,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    parser.add_argument("--init", type=Path, help="start from this weights file of the same variant (fine-tuning)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         if cfg.input_size % 64:
             raise ValueError("--input-size must be a multiple of 64")
         result = train(cfg, args.out, device=args.device, resume=not args.no_resume, recipe_text=recipe_text,
-                       log=lambda m: print(m, file=sys.stderr, flush=True), progress=not args.quiet)
+                       log=lambda m: print(m, file=sys.stderr, flush=True), progress=not args.quiet,
+                       init_weights=args.init)
     except (ValueError, OSError) as exc:
         print(f"bianque train: {exc}", file=sys.stderr)
         return 2

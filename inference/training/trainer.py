@@ -139,8 +139,13 @@ def train(
     recipe_text: str = "",
     log: Callable[[str], None] | None = None,
     progress: bool = True,
+    init_weights: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``cfg.variant``; resumable from ``out_dir/checkpoint.pt``."""
+    """Train ``cfg.variant``; resumable from ``out_dir/checkpoint.pt``.
+
+    ``init_weights`` (a weights file of the same variant) starts the network from those weights
+    instead of a random initialisation (fine-tuning); a checkpoint in ``out_dir`` still wins.
+    """
     from inference.model import build_model
     from inference.weights_io import save_weights
 
@@ -194,6 +199,13 @@ def train(
         torch.set_rng_state(ck["torch_rng"])
         elapsed_before = float(ck.get("elapsed_s", 0.0))
         _log(f"resumed from {ckpt_path} at step {step} (best validation Dice {best:.4f})")
+    elif init_weights is not None:
+        from inference.weights_io import load_weights
+
+        init = load_weights(init_weights, device="cpu", expected_variant=cfg.variant)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in init.model.state_dict().items()})
+        _log(f"initialised from {init_weights} (sha256 {init.sha256[:12]})")
     aug = AugmentConfig()
     autocast_dtype = torch.bfloat16
     use_autocast = (dev.type == "cpu" and cfg.bf16_cpu) or dev.type == "cuda"

@@ -57,7 +57,7 @@ def read_bytes(data: bytes) -> Dataset:
     return pydicom.dcmread(io.BytesIO(data))
 
 
-def plumbing_weights(path: Path) -> Path:
+def plumbing_weights(path: Path, input_size: int | None = None) -> Path:
     """A light model whose output is CSF everywhere (random backbone, classifier bias on class 1):
     enough to exercise every stage, not to measure anything."""
     import torch
@@ -71,5 +71,5 @@ def plumbing_weights(path: Path) -> Path:
         final.weight.zero_()
         final.bias.zero_()
         final.bias[1] = 10.0
-    save_weights(path, model, model_card={"purpose": "end-to-end plumbing tests only"})
+    save_weights(path, model, input_size=input_size, model_card={"purpose": "end-to-end plumbing tests only"})
     return path

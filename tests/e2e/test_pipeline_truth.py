@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pydicom
 import pytest
-from e2e_helpers import disc_heights_mm
+from e2e_helpers import disc_heights_mm, plumbing_weights
 
 from dicom_node.pipeline import PipelineSettings, StudyPipeline
 from inference.synthetic.study import write_study
@@ -50,11 +50,17 @@ class OracleSegmenter:
 
 
 @pytest.fixture(scope="module")
-def oracle_pipeline(plumbing_weights_file):
+def oracle_weights_file(tmp_path_factory):
+    """Plumbing weights on the shipped network's 512 grid, so the oracle's resampling stays sub-pixel."""
+    return plumbing_weights(tmp_path_factory.mktemp("oracle") / "oracle-light-512.pt", input_size=512)
+
+
+@pytest.fixture(scope="module")
+def oracle_pipeline(oracle_weights_file):
     return lambda truth: StudyPipeline(
-        PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1),
+        PipelineSettings(weights=str(oracle_weights_file), device="cpu", cpu_threads=1),
         segmenter=OracleSegmenter(
-            StudyPipeline(PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1)).segmenter,
+            StudyPipeline(PipelineSettings(weights=str(oracle_weights_file), device="cpu", cpu_threads=1)).segmenter,
             truth,
         ),
     )
@@ -73,7 +79,7 @@ def clean_outcome(oracle_pipeline, clean_study, tmp_path_factory):
 
 
 def test_sr_disc_heights_equal_quantitation_on_the_source_grid(clean_study, clean_outcome):
-    """The pipeline (model grid 320, mapping, SR encoding) adds at most 0.4 mm to what quantitation
+    """The pipeline (model grid 512, mapping, SR encoding) adds at most 0.4 mm to what quantitation
     measures directly on the true source-grid label map."""
     from quantitation import quantify_slice
 
@@ -91,14 +97,8 @@ def test_sr_disc_heights_equal_quantitation_on_the_source_grid(clean_study, clea
         assert np.hypot(*np.subtract(disc.posterior_mid, true.posterior_mid)) < 3.0, disc.level
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known: the phantom's TRUE label map holds discs ~1 pixel (0.5-0.7 mm) thinner than its height_mm: "
-    "inference/synthetic/phantom.py rasterises labels with cv2.fillPoly, which fills every pixel the outline "
-    "touches (a 60x40 px rectangle gets ~2500 px), so the bodies, painted over the discs, are ~half a pixel too "
-    "large on each endplate. quantitation measures the mask edge to edge (tests/quantitation/test_coarse_pixels.py, "
-    "test_phantom_labels.py); with an area-correct label rasteriser DH matches height_mm within 0.12 mm. "
-    "Fix belongs in the phantom (reported to the lead)"))
 def test_sr_disc_heights_match_phantom_truth_with_true_labels(clean_study, clean_outcome):
+    """With the true label map (area-rasterised by the phantom), the SR's DH is the drawn height."""
     heights = disc_heights_mm(pydicom.dcmread(clean_outcome.output("sr").path))
     truth = {d.level: d.height_mm for d in clean_study.phantom.discs}
     for level, value in heights.items():
