@@ -71,7 +71,8 @@ class PipelineSettings:
     selection: SelectionRules = field(default_factory=SelectionRules)
     report_image: bool = True
     no_series_sr: bool = False
-    sr_kind: str = "enhanced"
+    sr_kind: str = "enhanced"  # the SR every study gets
+    extra_sr_kinds: tuple[str, ...] = ()  # further SR kinds some destinations ask for (same content)
 
     @classmethod
     def from_config(cls, config: Any) -> PipelineSettings:
@@ -79,6 +80,7 @@ class PipelineSettings:
         outputs = getattr(config, "outputs", None)
         destinations = list(getattr(config, "destinations", []) or [])
         sr_kinds = {getattr(d, "sr_kind", "enhanced") for d in destinations}
+        primary = "enhanced" if not sr_kinds or "enhanced" in sr_kinds else sorted(sr_kinds)[0]
         return cls(
             weights=str(model.weights),
             device=str(model.device),
@@ -88,8 +90,9 @@ class PipelineSettings:
             selection=rules_from_config(getattr(config, "selection", None)),
             report_image=bool(getattr(outputs, "report_image", True)),
             no_series_sr=bool(getattr(outputs, "no_series_sr", False)),
-            # one SR per job: a destination that asks for another kind than enhanced gets it
-            sr_kind=next(iter(sorted(sr_kinds - {"enhanced"})), "enhanced") if sr_kinds else "enhanced",
+            # one SR per kind the destinations ask for; the sender gives each destination its own kind
+            sr_kind=primary,
+            extra_sr_kinds=tuple(sorted(sr_kinds - {primary})),
         )
 
     def fingerprint(self) -> str:
@@ -97,6 +100,7 @@ class PipelineSettings:
         return (
             f"method={self.method};decoding={self.decoding};mid={self.selection.mid_slice};"
             f"report={self.report_image};sr={self.sr_kind}"
+            + (f";extra_sr={','.join(self.extra_sr_kinds)}" if self.extra_sr_kinds else "")
         )
 
 
@@ -366,7 +370,7 @@ class StudyPipeline:
     def _encode(
         self, source: Dataset, ref: SliceRef, result: Any, quantitation: Any, uid_seed: str, out_dir: Path
     ) -> list[OutputFile]:
-        from sr_templates import build_outputs
+        from sr_templates import build_measurement_report, build_outputs
 
         label_map = np.asarray(result.label_map).astype(np.uint8)
         built = build_outputs(
@@ -380,7 +384,14 @@ class StudyPipeline:
             uid_seed=uid_seed,
         )
         kinds = ["seg", "sr", "report"]
-        return [_write_dataset(out_dir, kind, ds) for kind, ds in zip(kinds, built.datasets())]
+        outputs = [_write_dataset(out_dir, kind, ds) for kind, ds in zip(kinds, built.datasets())]
+        for sr_kind in self.settings.extra_sr_kinds:  # same report for destinations that read another SR IOD
+            report = build_measurement_report(
+                source, built.segmentation, quantitation, self.algorithm(), frame_index=ref.frame_index,
+                sr_kind=sr_kind, uid_seed=f"{uid_seed};sr={sr_kind}",
+            )
+            outputs.append(_write_dataset(out_dir, f"sr-{sr_kind}", report))
+        return outputs
 
     def _no_series_outputs(
         self, headers: Sequence[InstanceHeader], selection: StudySelection, out_dir: Path, version: str
@@ -435,7 +446,9 @@ class StudyPipeline:
 # ------------------------------------------------------------------------------------------------------
 # helpers
 
-OUTPUT_NAMES = {"seg": "seg.dcm", "sr": "sr.dcm", "report": "report.dcm", "no_series_sr": "sr.dcm"}
+OUTPUT_NAMES = {"seg": "seg.dcm", "sr": "sr.dcm", "report": "report.dcm", "no_series_sr": "sr.dcm",
+                "sr-enhanced": "sr-enhanced.dcm", "sr-comprehensive": "sr-comprehensive.dcm",
+                "sr-comprehensive3d": "sr-comprehensive3d.dcm"}
 
 
 def _write_dataset(out_dir: Path, kind: str, ds: Dataset) -> OutputFile:

@@ -109,6 +109,23 @@ def _file_info(path: Path) -> _FileInfo:
     )
 
 
+SR_CLASS_BY_KIND: dict[str, str] = {
+    "enhanced": "1.2.840.10008.5.1.4.1.1.88.22",
+    "comprehensive": "1.2.840.10008.5.1.4.1.1.88.33",
+    "comprehensive3d": "1.2.840.10008.5.1.4.1.1.88.34",
+}
+
+
+def files_for_destination(files: Sequence[_FileInfo], sr_kind: str) -> list[_FileInfo]:
+    """Drop the SRs of other kinds when the job holds one of the kind this destination reads
+    (the pipeline writes the same report once per SR kind the destinations ask for)."""
+    wanted = SR_CLASS_BY_KIND.get(sr_kind)
+    if wanted is None or not any(f.sop_class_uid == wanted for f in files):
+        return list(files)
+    others = set(SR_CLASS_BY_KIND.values()) - {wanted}
+    return [f for f in files if f.sop_class_uid not in others]
+
+
 def store_files(config: NodeConfig, destination: Destination, paths: Sequence[Path], job_id: int | None = None) -> SendOutcome:
     """Send ``paths`` over one association; stop at the first failure.
 
@@ -118,7 +135,7 @@ def store_files(config: NodeConfig, destination: Destination, paths: Sequence[Pa
     bound = log.bind(job_id=job_id, destination=destination.name, called_ae=destination.ae_title,
                      host=destination.host, port=destination.port)
     try:
-        files = [_file_info(Path(p)) for p in paths]
+        files = files_for_destination([_file_info(Path(p)) for p in paths], destination.sr_kind)
     except (OSError, pydicom.errors.InvalidDicomError, AttributeError) as exc:
         return SendOutcome(False, True, "unreadable", f"a result file cannot be read: {exc}", 0)
     if not files:

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.peers
 NODE_MODALITY = "bianque"
 
 
-def _start_node(node_factory, orthanc, weights: Path, **extra):
+def _start_node(node_factory, orthanc, weights: Path, sr_kind: str = "enhanced", **extra):
     destination = {"name": "orthanc", "ae_title": orthanc.aet, "host": orthanc.host, "port": orthanc.dicom_port,
-                   "retry": {"max_attempts": 20, "initial_delay_s": 0.2, "max_delay_s": 1.0}}
+                   "sr_kind": sr_kind, "retry": {"max_attempts": 20, "initial_delay_s": 0.2, "max_delay_s": 1.0}}
     config = {
         "destinations": [destination],
         "processing": {"enabled": True},
@@ -184,3 +184,13 @@ def test_study_resent_with_a_new_instance_gets_a_new_version_not_duplicates(orth
     second_uids = {i["MainDicomTags"]["SOPInstanceUID"] for i in results} - first_uids
     assert len(second_uids) == 3  # a new SEG, SR and report image, beside (not replacing) the first ones
     assert max(j.version for j in node.index.jobs(20) if j.study_uid == manifest.study_uid) == 2
+
+
+def test_destination_asking_for_comprehensive_sr_gets_it(orthanc, node_factory, plumbing_weights_file, tmp_path):
+    """A PACS whose viewer reads only Comprehensive SR (destination sr_kind) receives that IOD."""
+    manifest = write_study(tmp_path / "study", seed=23, rows=256, cols=256, n_sagittal_slices=3, n_t1_slices=1,
+                           n_axial_slices=1)
+    _start_node(node_factory, orthanc, plumbing_weights_file, sr_kind="comprehensive")
+    orthanc.store_to_modality(NODE_MODALITY, [_upload(orthanc, manifest.all_files)])
+    found = _wait_results(orthanc, manifest.study_uid)
+    assert found["sr"]["MainDicomTags"]["SOPClassUID"] == "1.2.840.10008.5.1.4.1.1.88.33"
