@@ -281,6 +281,39 @@ def sr_document_class(sr_kind: str) -> type:
         raise OutputEncodingError(f"unknown SR kind {sr_kind!r}; use one of {sorted(_SR_CLASSES)}") from exc
 
 
+def sr_document(
+    sr_kind: str,
+    report: hd.sr.MeasurementReport,
+    evidence: list[Dataset],
+    header_source: Dataset,
+    algorithm: AlgorithmInfo,
+    *,
+    uid_seed: str,
+    uid_tag: str,
+    series_number: int,
+    series_description: str,
+) -> hd.sr.EnhancedSR | hd.sr.ComprehensiveSR | hd.sr.Comprehensive3DSR:
+    """Wrap a TID 1500 report in the SR IOD ``sr_kind``, with our series, equipment and coding schemes;
+    patient, study and institution attributes come from ``header_source``."""
+    return sr_document_class(sr_kind)(
+        evidence=evidence,
+        content=report,
+        series_instance_uid=derive_uid(uid_seed, uid_tag, sr_kind, "series"),
+        series_number=series_number,
+        sop_instance_uid=derive_uid(uid_seed, uid_tag, sr_kind, "instance"),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        series_description=series_description,
+        specific_character_set=OUTPUT_CHARACTER_SET,
+        **institution_kwargs(header_source),
+        coding_schemes=[codes.coding_scheme_identification()],
+        manufacturer_model_name=algorithm.model_name,
+        software_versions=algorithm.software_version,
+        device_serial_number=algorithm.serial_number,
+    )
+
+
 def build_measurement_report(
     source: Dataset,
     segmentation: Dataset,
@@ -314,7 +347,7 @@ def build_measurement_report(
             report: they become "Comment" TEXT items of their group.
     """
     frame_index = check_frame_index(source, frame_index)
-    doc_class = sr_document_class(sr_kind)
+    sr_document_class(sr_kind)  # an unknown kind fails before anything is built
     src = metadata_copy(source, frame_index)
     if segmentation.StudyInstanceUID != src.StudyInstanceUID:
         raise OutputEncodingError("the segmentation does not belong to the source study")
@@ -330,20 +363,7 @@ def build_measurement_report(
         imaging_measurements=groups,
         referenced_images=[library_view(src, frame_index)],
     )
-    return doc_class(
-        evidence=[src, segmentation],
-        content=report,
-        series_instance_uid=derive_uid(uid_seed, "sr", sr_kind, "series"),
-        series_number=series_number,
-        sop_instance_uid=derive_uid(uid_seed, "sr", sr_kind, "instance"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        series_description=SR_SERIES_DESCRIPTION,
-        specific_character_set=OUTPUT_CHARACTER_SET,
-        **institution_kwargs(src),
-        coding_schemes=[codes.coding_scheme_identification()],
-        manufacturer_model_name=algorithm.model_name,
-        software_versions=algorithm.software_version,
-        device_serial_number=algorithm.serial_number,
+    return sr_document(
+        sr_kind, report, [src, segmentation], src, algorithm, uid_seed=uid_seed, uid_tag="sr",
+        series_number=series_number, series_description=SR_SERIES_DESCRIPTION,
     )

@@ -6,10 +6,14 @@ import highdicom as hd
 from pydicom import Dataset
 
 from sr_templates import codes
-from sr_templates.identity import MANUFACTURER, AlgorithmInfo, derive_uid
-from sr_templates.measurement_report import SR_SERIES_NUMBER, SrKind, observation_context, sr_document_class
-from sr_templates.segmentation import OUTPUT_CHARACTER_SET
-from sr_templates.source_slice import institution_kwargs
+from sr_templates.identity import AlgorithmInfo, derive_uid
+from sr_templates.measurement_report import (
+    SR_SERIES_NUMBER,
+    SrKind,
+    observation_context,
+    sr_document,
+    sr_document_class,
+)
 
 NO_SERIES_DESCRIPTION = "BianqueNet disc quantitation - no lumbar sagittal T2 found"
 
@@ -28,7 +32,7 @@ def build_no_series_report(
     ``study_instance`` is any instance of the study (pixel data not needed): patient and study
     modules are copied from it and it is the group's source image.
     """
-    doc_class = sr_document_class(sr_kind)
+    sr_document_class(sr_kind)  # an unknown kind fails before anything is built
     source_ref = hd.sr.SourceImageForMeasurementGroup(study_instance.SOPClassUID, study_instance.SOPInstanceUID)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=derive_uid(uid_seed, "no-series", "tracking"),
@@ -45,20 +49,7 @@ def build_no_series_report(
         procedure_reported=codes.PROCEDURE_REPORTED,
         imaging_measurements=[group],
     )
-    return doc_class(
-        evidence=[study_instance],
-        content=report,
-        series_instance_uid=derive_uid(uid_seed, "no-series", sr_kind, "series"),
-        series_number=series_number,
-        sop_instance_uid=derive_uid(uid_seed, "no-series", sr_kind, "instance"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        series_description=NO_SERIES_DESCRIPTION,
-        specific_character_set=OUTPUT_CHARACTER_SET,
-        **institution_kwargs(study_instance),
-        coding_schemes=[codes.coding_scheme_identification()],
-        manufacturer_model_name=algorithm.model_name,
-        software_versions=algorithm.software_version,
-        device_serial_number=algorithm.serial_number,
+    return sr_document(
+        sr_kind, report, [study_instance], study_instance, algorithm, uid_seed=uid_seed, uid_tag="no-series",
+        series_number=series_number, series_description=NO_SERIES_DESCRIPTION,
     )
