@@ -277,14 +277,15 @@ def _set_pixels(ds: Dataset, img: np.ndarray, ts: UID) -> None:
 
 
 def _compress(ds: Dataset, px: np.ndarray, ts: UID) -> None:
+    # lossless: the instance keeps its SOP Instance UID (pydicom would mint a new one), so the manifest holds
     if ts == JPEGLSLossless:
         try:
-            ds.compress(ts, px)
+            ds.compress(ts, px, generate_instance_uid=False)
             return
         except Exception:  # pydicom needs pyjpegls for JPEG-LS; fall back to GDCM
             _compress_gdcm(ds, ts)
             return
-    ds.compress(ts, px)
+    ds.compress(ts, px, generate_instance_uid=False)
 
 
 def _compress_gdcm(ds: Dataset, ts: UID) -> None:

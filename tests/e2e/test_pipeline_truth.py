@@ -110,9 +110,9 @@ def test_compressed_transfer_syntaxes_give_the_same_results(oracle_pipeline, tmp
     for syntax in ("explicit", "jpeg2000-lossless", "jpegls-lossless"):
         manifest = write_study(tmp_path / syntax, seed=9, rows=256, cols=256, transfer_syntax=syntax,
                                n_sagittal_slices=3, n_t1_slices=1, n_axial_slices=1, deterministic_uids=True)
-        # keyed by the file's own SOP UID: write_study's compressed files get new UIDs (reported to issue 6)
         src = pydicom.dcmread(manifest.mid_sagittal_file, stop_before_pixels=True)
-        pipeline = oracle_pipeline({str(src.SOPInstanceUID): manifest.phantom.labels})
+        assert src.SOPInstanceUID == manifest.mid_sagittal_sop_uid  # compression keeps the instance's UID
+        pipeline = oracle_pipeline({manifest.mid_sagittal_sop_uid: manifest.phantom.labels})
         outcome = pipeline.process_files([manifest.out_dir], tmp_path / f"out-{syntax}")
         assert outcome.slice.path == manifest.mid_sagittal_file
         assert src.file_meta.TransferSyntaxUID.name.lower().replace(" ", "").startswith(
