@@ -388,7 +388,7 @@ class StudyPipeline:
         for sr_kind in self.settings.extra_sr_kinds:  # same report for destinations that read another SR IOD
             report = build_measurement_report(
                 source, built.segmentation, quantitation, self.algorithm(), frame_index=ref.frame_index,
-                sr_kind=sr_kind, uid_seed=f"{uid_seed};sr={sr_kind}",
+                sr_kind=sr_kind, uid_seed=uid_seed,  # instance/series UIDs carry the kind; tracking UIDs stay shared
             )
             outputs.append(_write_dataset(out_dir, f"sr-{sr_kind}", report))
         return outputs

@@ -43,6 +43,16 @@ def test_job_writes_one_sr_per_kind_with_the_same_content(plumbing_weights_file,
     assert enhanced.SOPInstanceUID != comprehensive.SOPInstanceUID
     assert enhanced.StudyInstanceUID == comprehensive.StudyInstanceUID == study.study_uid
     assert len(enhanced.ContentSequence) == len(comprehensive.ContentSequence) > 0
+    assert _tracking_uids(enhanced) == _tracking_uids(comprehensive) != set()  # the same findings
+
+
+def _tracking_uids(ds) -> set[str]:
+    found: set[str] = set()
+    for item in ds.ContentSequence:
+        if item.get("ValueType") == "UIDREF" and item.ConceptNameCodeSequence[0].CodeValue == "112040":
+            found.add(str(item.UID))
+        found |= _tracking_uids(item) if "ContentSequence" in item else set()
+    return found
 
 
 def test_each_destination_gets_only_its_sr_kind() -> None:
