@@ -6,6 +6,9 @@ autocast, channels_last) and ``"bf16-head"`` (backbone fp32/TF32, decoder + fusi
 label maps agree with fp32 on >= 99.5 % of two synthetic phantom slices, checked once at start-up with the
 loaded weights (:func:`inference.precision.choose_precision`, result in ``precision_choice``); otherwise
 fp32. An explicit ``precision`` skips the check.
+Test-time augmentation (``tta``, :mod:`inference.tta`): ``"off"`` (default) or a policy name of
+``inference.tta.TTA_POLICIES`` / a sequence of ``TTAView``; the softmax probabilities of a few rescaled
+and gamma-changed views are averaged (no flips). Each view costs one more forward pass.
 Decoding is argmax by default (no unassigned pixels); ``decoding="threshold"`` selects the original
 per-channel p > 0.5 rule. See :mod:`inference.postprocess`. BatchNorm is folded into the convolutions
 (``fold_bn=True``, inference only; same outputs to ~1e-5).
@@ -32,6 +35,7 @@ from inference.precision import (
     cpu_has_bf16_units,
 )
 from inference.preprocess import PreparedSlice, prepare_slice
+from inference.tta import TTAView, predict_with_views, resolve_policy
 from inference.variants import INPUT_SIZE_MULTIPLE
 from inference.weights_io import LoadedModel, load_weights
 
@@ -92,6 +96,7 @@ class Segmenter:
         expected_variant: str | None = None,
         fold_bn: bool = True,
         morphology: str = "fixed",
+        tta: str | Sequence[TTAView] | None = None,
     ) -> None:
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; use one of {DECODINGS}")
@@ -106,6 +111,7 @@ class Segmenter:
         if morphology not in MORPHOLOGIES:
             raise ValueError(f"unknown morphology {morphology!r}; use one of {MORPHOLOGIES}")
         self.morphology = morphology
+        self.tta_views = resolve_policy(tta)
         self.input_size = int(input_size or loaded.input_size)
         if self.input_size % INPUT_SIZE_MULTIPLE:
             raise ValueError(f"input_size must be a multiple of {INPUT_SIZE_MULTIPLE}, got {self.input_size}")
@@ -148,6 +154,13 @@ class Segmenter:
         logits = self.runner(x)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
+    def predict_tta(self, images8: Sequence[np.ndarray], inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, C, S, S) probabilities of prepared slices, averaged over the test-time views (``tta``);
+        with ``tta="off"`` exactly :meth:`predict_probabilities` of ``inputs``."""
+        if len(self.tta_views) == 1 and self.tta_views[0].identity:
+            return self.predict_probabilities(np.stack(inputs))
+        return predict_with_views(self.predict_probabilities, images8, self.tta_views, inputs)
+
     def segment(
         self,
         items: Sequence[Dataset | PreparedSlice],
@@ -178,7 +191,7 @@ class Segmenter:
         results: list[SegmentationResult] = []
         for start in range(0, len(prepared), max(1, batch_size)):
             chunk = prepared[start:start + batch_size]
-            probs = self.predict_probabilities(np.stack([p.model_input for p in chunk]))
+            probs = self.predict_tta([p.model_image_8bit for p in chunk], [p.model_input for p in chunk])
             for prep, prob in zip(chunk, probs):
                 post = postprocess(prob, decoding, prep.valid_mask, self.morphology)
                 results.append(

@@ -14,7 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", choices=("val", "train", "all"), help="subjects to use (default: held-out)")
     parser.add_argument("--phantoms", type=int, default=16, help="number of held-out phantoms for 'phantom'")
     parser.add_argument("--input-size", type=int, help="network input size (default: the weights file's)")
-    parser.add_argument("--tta", default="1.0", help="comma-separated test-time scales, e.g. 1.0,0.95,1.05")
+    parser.add_argument(
+        "--tta", default="off",
+        help="test-time augmentation: off (default), scale, gamma, scale-gamma, or comma-separated "
+             "views scale[:gamma], e.g. 1,0.9,1.1:1.25 (probabilities averaged; no flips)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the JSON report here (default: stdout only)")
     parser.add_argument("--markdown", type=Path, help="write the Markdown table here")
@@ -27,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from inference.training.eval_sets import load_eval_set
     from inference.training.evaluation import evaluate_model, write_report
     from inference.training.recipe import DEFAULT_DATA_ROOT
+    from inference.tta import parse_views
     from inference.weights_io import WeightsError, load_weights
 
     import os
@@ -36,13 +41,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_weights(args.weights, args.device)
         size = args.input_size or loaded.input_size
-        scales = tuple(float(s) for s in args.tta.split(","))
+        views = parse_views(args.tta)
         reports = []
         for name in args.dataset:
             samples = load_eval_set(name, root, split=args.split, phantom_count=args.phantoms, phantom_size=size)
             if not samples:
                 raise DatasetError(f"dataset {name!r} has no labelled slices in split {args.split!r}")
-            reports.append(evaluate_model(loaded.model, samples, size, name, args.device, scales))
+            reports.append(evaluate_model(loaded.model, samples, size, name, args.device, views=views))
     except (WeightsError, DatasetError, ValueError, OSError) as exc:
         print(f"bianque evaluate: {exc}", file=sys.stderr)
         return 2

@@ -1,8 +1,9 @@
 """Per-class Dice and IoU (paper Table 2 metrics) on the original pixel grid, counting only labelled classes.
 
-For each sample, the network sees the canvas-fitted, CLAHE-normalised image; its logits are cropped to
-the image area, resized back to the sample's own grid (bilinear) and turned into a label map by
-argmax. A class counts for a sample when the source labels it exactly there (``Sample.labelled``)
+For each sample, the network sees the canvas-fitted, CLAHE-normalised image (optionally several
+test-time views, :mod:`inference.tta`, whose softmax probabilities are averaged); the probabilities are
+cropped to the image area, resized back to the sample's own grid (bilinear) and turned into a label map
+by argmax. A class counts for a sample when the source labels it exactly there (``Sample.labelled``)
 and the reference mask is non-empty; the score of a class is the mean over such samples.
 """
 
@@ -19,7 +20,8 @@ import torch
 
 from inference.training.datasets import CLASS_NAMES, Sample
 from inference.training.labels import BODIES, DISCS, S1
-from inference.training.transforms import fit_to_canvas, normalise_1ch
+from inference.training.transforms import fit_to_canvas
+from inference.tta import TTAView, predict_with_views
 
 
 @dataclass(frozen=True)
@@ -51,30 +53,33 @@ class EvalReport:
 
 
 @torch.no_grad()
+def predict_probabilities(
+    model: torch.nn.Module, image8: np.ndarray, size: int, device: torch.device | str = "cpu",
+    spacing: tuple[float, float] | None = None, tta_scales: Sequence[float] = (1.0,),
+    views: Sequence[TTAView] | None = None,
+) -> np.ndarray:
+    """(C, h, w) float32 softmax probabilities on the image's own grid (TTA-averaged over ``views``,
+    default one view per scale of ``tta_scales``)."""
+    canvas, _, fit = fit_to_canvas(image8, None, size, spacing)
+    views = tuple(views) if views is not None else tuple(TTAView(scale=float(s)) for s in tta_scales)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+        return torch.softmax(model(x).float(), 1).cpu().numpy()
+
+    probs = predict_with_views(run, [canvas], views)[0]
+    crop = fit.crop(probs)
+    h, w = image8.shape[:2]
+    return np.stack([cv2.resize(np.ascontiguousarray(p), (w, h), interpolation=cv2.INTER_LINEAR) for p in crop])
+
+
 def predict_labels(
     model: torch.nn.Module, image8: np.ndarray, size: int, device: torch.device | str = "cpu",
     spacing: tuple[float, float] | None = None, tta_scales: Sequence[float] = (1.0,),
+    views: Sequence[TTAView] | None = None,
 ) -> np.ndarray:
     """Label map (argmax) on the image's own grid."""
-    canvas, _, fit = fit_to_canvas(image8, None, size, spacing)
-    probs_sum = None
-    for s in tta_scales:
-        if s == 1.0:
-            c = canvas
-        else:
-            m = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), 0.0, s)
-            c = cv2.warpAffine(canvas, m, (size, size), flags=cv2.INTER_LINEAR)
-        x = torch.from_numpy(normalise_1ch(c))[None, None].expand(1, 3, size, size).contiguous().to(device)
-        logits = model(x).float()
-        probs = torch.softmax(logits, 1)[0].cpu().numpy()
-        if s != 1.0:
-            inv = cv2.invertAffineTransform(m)
-            probs = np.stack([cv2.warpAffine(p, inv, (size, size), flags=cv2.INTER_LINEAR) for p in probs])
-        probs_sum = probs if probs_sum is None else probs_sum + probs
-    crop = fit.crop(probs_sum)
-    h, w = image8.shape[:2]
-    up = np.stack([cv2.resize(np.ascontiguousarray(p), (w, h), interpolation=cv2.INTER_LINEAR) for p in crop])
-    return up.argmax(0).astype(np.uint8)
+    return predict_probabilities(model, image8, size, device, spacing, tta_scales, views).argmax(0).astype(np.uint8)
 
 
 def score_samples(
@@ -108,10 +113,10 @@ def score_samples(
 
 def evaluate_model(
     model: torch.nn.Module, samples: Sequence[Sample], size: int, dataset: str, device: torch.device | str = "cpu",
-    tta_scales: Sequence[float] = (1.0,),
+    tta_scales: Sequence[float] = (1.0,), views: Sequence[TTAView] | None = None,
 ) -> EvalReport:
     model.eval()
-    preds = [predict_labels(model, s.image, size, device, s.spacing_mm, tta_scales) for s in samples]
+    preds = [predict_labels(model, s.image, size, device, s.spacing_mm, tta_scales, views) for s in samples]
     return score_samples(preds, samples, dataset)
 
 
