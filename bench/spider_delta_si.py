@@ -91,7 +91,7 @@ def _slice_measures(img: np.ndarray, mask: np.ndarray, graded: set[int]) -> dict
     out = {}
     for ivd, m in labelled.items():
         di, dm = _crop(img, m)
-        d_def = sig.disc_peaks(di[dm], sig.rim_weights(dm)).difference
+        d_def = sig.disc_peaks(di[dm], sig.disc_weights(dm)).difference
         d_orig = sig.original_peaks(img[m]).difference
         out[ivd] = (
             sig.delta_si(d_def, ref_default) if ref_default > 0 else float("nan"),
@@ -180,7 +180,8 @@ def report(rows: list[DiscRow], stats: dict[str, int]) -> str:
         "  the canal pixels as CSF (BianqueNet's own CSF class is CSF only, so the product needs no such step).",
         f"* {stats['saturated_slices']} of {stats['slices']} slices have their CSF reference at 255: the per-slice min-max",
         "  rescaling clipped the CSF, so their reference is too low and their ΔSI too high.",
-        "* `default`: rim-weighted, saturation-free, smoothed histogram peaks; reference = main peak of the canal's CSF class.",
+        "* `default`: depth-weighted, saturation-free, smoothed histogram, soft peak pair (`signal_intensity.robust_peaks`);",
+        "  reference = main peak of the canal's CSF class (rim-weighted).",
         "  `bianque2022`: the original mode / distance-weighted second peak; reference = canal mode (spec 5.8).",
         "* ΔSI = peak difference x 255 / reference; grade group from the thresholds of spec 5.9 (Table 7).",
         f"* Discs measured: {len(rows)} ({len(lumbar)} at IVD labels 1-5, i.e. L5/S1 .. L1/L2).",

@@ -205,7 +205,7 @@ def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> sig.Pea
     c = crop(mask, 1)
     assert c is not None
     window = grey[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]]
-    return sig.disc_peaks(window[c.mask], sig.rim_weights(c.mask))
+    return sig.disc_peaks(window[c.mask], sig.disc_weights(c.mask))
 
 
 def _status(measured: list[bool]) -> Status:

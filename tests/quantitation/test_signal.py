@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage, stats
 
 from quantitation import quantify_slice
 from quantitation import phantom as ph
@@ -36,6 +37,39 @@ def test_unimodal_disc_gives_small_difference() -> None:
     v = np.clip(np.rint(rng.normal(90, 6, 1500)), 0, 255).astype(np.uint8)
     p = sig.robust_peaks(v)
     assert p.difference < 12  # about one SD: the shoulder, no spurious tail bin
+
+
+def _population(mean: float, sd: float, n: int) -> np.ndarray:
+    """n grey values whose histogram is a rounded normal (quantiles, no random draw)."""
+    q = (np.arange(n) + 0.5) / n
+    return np.clip(np.rint(stats.norm.ppf(q, mean, sd)), 0, 255).astype(np.uint8)
+
+
+def test_peak_difference_is_continuous_when_three_populations_trade_places() -> None:
+    """Dark (40), middle (85) and bright (130) populations; the middle one grows from 20 % to 50 % of the
+    disc. An argmax of the main or second peak jumps by 45 levels where the middle one overtakes the others
+    (the previous default did, at 34 %); the soft peak pair moves by less than one level per percent."""
+    n = 2000
+    diffs = []
+    for share in np.arange(0.20, 0.505, 0.01):
+        mid = int(n * share)
+        side = (n - mid) // 2
+        v = np.concatenate([_population(40, 6, side), _population(85, 6, mid), _population(130, 6, n - mid - side)])
+        diffs.append(sig.robust_peaks(v).difference)
+    assert diffs[0] == pytest.approx(90, abs=2)  # dark and bright dominate the pair score
+    assert float(np.max(np.abs(np.diff(diffs)))) < 1.0
+    assert diffs[-1] < diffs[0] - 10  # the middle population does pull the pair in, gradually
+
+
+def test_disc_weights_ramp_with_relative_depth() -> None:
+    mask = np.zeros((13, 40), bool)
+    mask[2:11, 3:37] = True  # 9 rows thick: depths 1..5 px
+    w = sig.disc_weights(mask).reshape(9, 34)
+    ramp = sig.DISC_RAMP_SHARE * (5 - 0.5)
+    np.testing.assert_allclose(w[:, 17], np.minimum((np.array([1, 2, 3, 4, 5, 4, 3, 2, 1]) - 0.5) / ramp, 1.0))
+    eroded = sig.disc_weights(ndimage.binary_erosion(mask))  # 7 rows: the ramp shrinks with the disc
+    assert eroded.max() == 1.0 and eroded.min() == pytest.approx(0.5 / (sig.DISC_RAMP_SHARE * (4 - 0.5)))
+    assert sig.disc_weights(np.zeros((4, 4), bool)).size == 0
 
 
 def test_phantom_slice_delta_si_and_fat_reference() -> None:
