@@ -5,6 +5,9 @@ manifest); the neighbouring sagittal slices are the same anatomy seen off the mi
 smaller nuclei, fresh noise). Geometry is standard: sagittal ImageOrientationPatient
 [0,1,0, 0,0,-1] (pixel rows head->feet, columns anterior->posterior), ImagePositionPatient stepping
 along patient X; axial [1,0,0, 0,1,0] at the disc levels.
+
+``part10_dataset``, ``set_grey_pixels`` and ``set_tse_acquisition`` are the building blocks of its
+instances, public so that the test factory (tests/dicom_factory.py) builds its MR images the same way.
 """
 
 from __future__ import annotations
@@ -198,17 +201,60 @@ def _birth_date(study_date: str, age: str) -> str:
     return (d - _dt.timedelta(days=int(days))).strftime("%Y%m%d")
 
 
-def _base_dataset(c: _Common, series_uid: str, sop_uid: str, number: int, description: str, te: float, tr: float) -> Dataset:
+def part10_dataset(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    """An instance with its Part 10 file meta (Explicit VR Little Endian) and its SOP Class/Instance UIDs."""
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MR_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    return ds
+
+
+def set_grey_pixels(ds: Dataset, pixels: np.ndarray, *, bits_stored: int = 16) -> None:
+    """Image Pixel module and Pixel Data for unsigned MONOCHROME2 ``pixels`` (16 bits allocated).
+
+    ``pixels`` is rows x columns, or frames x rows x columns (then NumberOfFrames is set too).
+    """
+    px = np.asarray(pixels).astype(np.uint16)
+    if px.ndim not in (2, 3):
+        raise ValueError(f"pixels must be 2-D or 3-D (frames first), not {px.ndim}-D")
+    if px.ndim == 3:
+        ds.NumberOfFrames = int(px.shape[0])
+    ds.Rows, ds.Columns = int(px.shape[-2]), int(px.shape[-1])
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = px.tobytes()
+    ds["PixelData"].VR = "OW"
+
+
+def set_tse_acquisition(
+    ds: Dataset, *, te: float | None, tr: float | None, echo_train_length: int | None = None
+) -> None:
+    """MR Image module attributes of a 2-D turbo spin echo; TE/TR in ms (each left out when None)."""
+    ds.ScanningSequence = "SE"
+    ds.SequenceVariant = ["SK", "SP"]
+    ds.ScanOptions = ""
+    ds.MRAcquisitionType = "2D"
+    if tr is not None:
+        ds.RepetitionTime = f"{tr:.1f}"
+    if te is not None:
+        ds.EchoTime = f"{te:.1f}"
+    if echo_train_length is not None:
+        ds.EchoTrainLength = echo_train_length
+
+
+def _base_dataset(c: _Common, series_uid: str, sop_uid: str, number: int, description: str, te: float, tr: float) -> Dataset:
+    ds = part10_dataset(MR_IMAGE_STORAGE, sop_uid)
     ds.SpecificCharacterSet = "ISO_IR 100"
     ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NORM"]
-    ds.SOPClassUID = MR_IMAGE_STORAGE
-    ds.SOPInstanceUID = sop_uid
     ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = c.study_date
     ds.StudyTime = "101500"
     ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = f"10{20 + number:02d}00"
@@ -228,14 +274,8 @@ def _base_dataset(c: _Common, series_uid: str, sop_uid: str, number: int, descri
     ds.PatientSex = c.patient_sex
     ds.PatientAge = c.patient_age
     ds.BodyPartExamined = "LSPINE"
-    ds.ScanningSequence = "SE"
-    ds.SequenceVariant = ["SK", "SP"]
-    ds.ScanOptions = ""
-    ds.MRAcquisitionType = "2D"
+    set_tse_acquisition(ds, te=te, tr=tr, echo_train_length=15 if te > 50 else 3)
     ds.SequenceName = "*tse2d1_15"
-    ds.RepetitionTime = f"{tr:.1f}"
-    ds.EchoTime = f"{te:.1f}"
-    ds.EchoTrainLength = 15 if te > 50 else 3
     ds.NumberOfAverages = "2"
     ds.ImagingFrequency = "63.6"
     ds.MagneticFieldStrength = "1.5"
@@ -248,18 +288,11 @@ def _base_dataset(c: _Common, series_uid: str, sop_uid: str, number: int, descri
     ds.FrameOfReferenceUID = c.frame_uid
     ds.PositionReferenceIndicator = ""
     ds.PatientPosition = "HFS"
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
     return ds
 
 
 def _set_pixels(ds: Dataset, img: np.ndarray, ts: UID) -> None:
     px = np.clip(np.round(img * _SIGNAL_SCALE), 0, 65535).astype(np.uint16)
-    ds.Rows, ds.Columns = int(px.shape[0]), int(px.shape[1])
     lo, hi = float(np.percentile(px, 1)), float(np.percentile(px, 99.5))
     ds.WindowCenter = f"{(lo + hi) / 2:.0f}"
     ds.WindowWidth = f"{max(hi - lo, 1.0):.0f}"
@@ -267,12 +300,8 @@ def _set_pixels(ds: Dataset, img: np.ndarray, ts: UID) -> None:
     ds.LargestImagePixelValue = int(px.max())
     ds["SmallestImagePixelValue"].VR = "US"
     ds["LargestImagePixelValue"].VR = "US"
-    if ts == ExplicitVRLittleEndian:
-        ds.PixelData = px.tobytes()
-        ds["PixelData"].VR = "OW"
-    else:
-        ds.PixelData = px.tobytes()
-        ds["PixelData"].VR = "OW"
+    set_grey_pixels(ds, px)
+    if ts != ExplicitVRLittleEndian:
         _compress(ds, px, ts)
 
 
