@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from dicom_factory import AXIAL, SAGITTAL, enhanced_mr_image, mr_image, patient_study_header
 from quantitation.results import (
     DISC_LEVELS,
     VERTEBRA_LEVELS,
@@ -24,11 +26,12 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CHINESE_NAME = "张^伟=Zhang^Wei"
 
 ORIENTATIONS: dict[str, tuple[float, ...]] = {
-    "sagittal": (0.0, 1.0, 0.0, 0.0, 0.0, -1.0),
+    "sagittal": SAGITTAL,
     "sagittal_rows_flipped": (0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
-    "axial": (1.0, 0.0, 0.0, 0.0, 1.0, 0.0),
+    "axial": AXIAL,
     "oblique": (0.0, 0.8660254, -0.5, 0.0, 0.5, 0.8660254),
 }
+PHANTOM_POSITION = (-12.5, -40.0, 60.0)  # ImagePositionPatient of the analysed slice
 
 # Hand-drawn phantom geometry on a 96 x 80 grid (rows x columns), anterior = low column.
 ROWS, COLS = 96, 80
@@ -124,133 +127,41 @@ def _phantom_pixels(label_map: np.ndarray) -> np.ndarray:
     return img.astype(np.uint16)
 
 
-def _common_patient_study(ds: Dataset, patient_name: str, study_uid: str) -> None:
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.PatientName = patient_name
-    ds.PatientID = "BQ-TEST-001"
-    ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "M"
-    ds.StudyInstanceUID = study_uid
-    ds.StudyDate = "20260101"
-    ds.StudyTime = "101010"
-    ds.StudyID = "1"
-    ds.AccessionNumber = "ACC1"
-    ds.ReferringPhysicianName = ""
-    ds.Manufacturer = "Phantom"
-    ds.Modality = "MR"
-    ds.BodyPartExamined = "LSPINE"
-    ds.InstitutionName = "第一医院 Radiology"
+def _patient_study(patient_name: str, study_uid: str) -> dict[str, Any]:
+    """A Chinese-language site: UTF-8 character set, Chinese institution; fresh series and frame UIDs."""
+    return patient_study_header(
+        patient_name=patient_name, patient_id="BQ-TEST-001", birth_date="19700101", sex="M", study_date="20260101",
+        study_time="101010", accession="ACC1", manufacturer="Phantom", study_description=None,
+        SpecificCharacterSet="ISO_IR 192", InstitutionName="第一医院 Radiology", StudyInstanceUID=study_uid, SeriesInstanceUID=generate_uid(),
+        FrameOfReferenceUID=generate_uid(), PositionReferenceIndicator="",
+    )
 
 
 def make_mr_slice(orientation: str = "sagittal", *, label_map: np.ndarray | None = None,
                   patient_name: str = CHINESE_NAME, study_uid: str | None = None) -> Dataset:
     """Single-frame MR slice (T2 sagittal-like phantom) with the given orientation."""
     label_map = draw_label_map() if label_map is None else label_map
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-    sop_uid = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    _common_patient_study(ds, patient_name, study_uid or generate_uid())
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = sop_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = 3
-    ds.SeriesDescription = "T2 SAG"
-    ds.InstanceNumber = 7
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.PositionReferenceIndicator = ""
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "NONE"]
-    ds.ScanningSequence = "SE"
-    ds.SequenceVariant = "NONE"
-    ds.ScanOptions = ""
-    ds.MRAcquisitionType = "2D"
-    ds.EchoTime = 100
-    ds.RepetitionTime = 3000
-    ds.EchoTrainLength = 16
-    ds.SliceThickness = 4.0
-    ds.ImageOrientationPatient = list(ORIENTATIONS[orientation])
-    ds.ImagePositionPatient = [-12.5, -40.0, 60.0]
-    ds.PixelSpacing = [0.9, 0.9]
-    ds.Rows, ds.Columns = label_map.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
-    ds.PixelData = _phantom_pixels(label_map).tobytes()
-    return ds
+    return mr_image(
+        _phantom_pixels(label_map), orientation=ORIENTATIONS[orientation], position=PHANTOM_POSITION,
+        pixel_spacing=(0.9, 0.9), te=100.0, tr=3000.0, bits_stored=12,
+        **_patient_study(patient_name, study_uid or generate_uid()), SeriesNumber=3, SeriesDescription="T2 SAG",
+        InstanceNumber=7, ImageType=["ORIGINAL", "PRIMARY", "M", "NONE"], EchoTrainLength=16, SliceThickness=4.0,
+    )
 
 
 def make_enhanced_mr(orientation: str = "sagittal", *, n_frames: int = 3, analysed_frame: int = 1,
                      label_map: np.ndarray | None = None, patient_name: str = CHINESE_NAME) -> Dataset:
     """Enhanced MR multi-frame (parallel slices 4 mm apart) with the phantom in ``analysed_frame``."""
-    from pydicom.uid import EnhancedMRImageStorage
-
     label_map = draw_label_map() if label_map is None else label_map
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = EnhancedMRImageStorage
-    sop_uid = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-    _common_patient_study(ds, patient_name, generate_uid())
-    ds.SOPClassUID = EnhancedMRImageStorage
-    ds.SOPInstanceUID = sop_uid
-    ds.SeriesInstanceUID = generate_uid()
-    ds.SeriesNumber = 4
-    ds.SeriesDescription = "T2 SAG enhanced"
-    ds.InstanceNumber = 1
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.PositionReferenceIndicator = ""
-    ds.ImageType = ["ORIGINAL", "PRIMARY", "T2", "NONE"]
-    ds.ContentDate, ds.ContentTime = "20260101", "101010"
-    ds.AcquisitionDateTime = "20260101101010"
-    ds.NumberOfFrames = n_frames
-    ds.Rows, ds.Columns = label_map.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 12
-    ds.HighBit = 11
-    ds.PixelRepresentation = 0
     iop = np.array(ORIENTATIONS[orientation])
     normal = np.cross(iop[:3], iop[3:])
-    shared = Dataset()
-    pm = Dataset()
-    pm.PixelSpacing = [0.9, 0.9]
-    pm.SliceThickness = 4.0
-    pm.SpacingBetweenSlices = 4.0
-    shared.PixelMeasuresSequence = [pm]
-    po = Dataset()
-    po.ImageOrientationPatient = list(iop)
-    shared.PlaneOrientationSequence = [po]
-    ds.SharedFunctionalGroupsSequence = [shared]
-    dim_uid = generate_uid()
-    org = Dataset()
-    org.DimensionOrganizationUID = dim_uid
-    ds.DimensionOrganizationSequence = [org]
-    idx = Dataset()
-    idx.DimensionOrganizationUID = dim_uid
-    idx.DimensionIndexPointer = 0x00200032
-    idx.FunctionalGroupPointer = 0x00209113
-    ds.DimensionIndexSequence = [idx]
-    frames = []
-    for i in range(n_frames):
-        fg = Dataset()
-        pp = Dataset()
-        pp.ImagePositionPatient = [float(x) for x in np.array([-12.5, -40.0, 60.0]) + (i - analysed_frame) * 4.0 * normal]
-        fg.PlanePositionSequence = [pp]
-        fc = Dataset()
-        fc.DimensionIndexValues = [i + 1]
-        fc.StackID = "1"
-        fc.InStackPositionNumber = i + 1
-        fg.FrameContentSequence = [fc]
-        frames.append(fg)
-    ds.PerFrameFunctionalGroupsSequence = frames
-    pixels = np.full((n_frames, *label_map.shape), 50, dtype=np.uint16)
-    pixels[analysed_frame] = _phantom_pixels(label_map)
-    ds.PixelData = pixels.tobytes()
-    return ds
+    frames = np.full((n_frames, *label_map.shape), 50, dtype=np.uint16)
+    frames[analysed_frame] = _phantom_pixels(label_map)
+    return enhanced_mr_image(
+        frames, orientation=iop, positions=[np.array(PHANTOM_POSITION) + (i - analysed_frame) * 4.0 * normal
+                                            for i in range(n_frames)],
+        pixel_spacing=(0.9, 0.9), slice_thickness=4.0, spacing_between_slices=4.0, bits_stored=12,
+        **_patient_study(patient_name, generate_uid()), SeriesNumber=4, SeriesDescription="T2 SAG enhanced",
+        InstanceNumber=1, ImageType=["ORIGINAL", "PRIMARY", "T2", "NONE"], ContentDate="20260101",
+        ContentTime="101010", AcquisitionDateTime="20260101101010",
+    )
