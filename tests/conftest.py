@@ -4,7 +4,7 @@ Fixtures (all function-scoped unless noted):
 
 - ``orthanc`` -> ``peers.OrthancPeer``: Orthanc on free loopback ports with its own storage; stopped
   afterwards. ``orthanc_session`` (session scope) is one shared instance for read-mostly tests.
-- ``mr_study`` -> ``GeneratedStudy`` (tests/node/mr_study.py): sagittal T2 (7), sagittal T1 (5),
+- ``mr_study`` -> ``GeneratedStudy`` (tests/dicom_factory.py): sagittal T2 (7), sagittal T1 (5),
   axial T2 (4) slices, Part 10 files in a temporary folder. ``write_mr_study`` builds others.
 - ``node_factory`` -> ``make(config=None, processor=None, start=True) -> RunningNode``: our node
   in-process on a free loopback port, temporary spool, quiet period 0.5 s, short retry delays.
@@ -23,7 +23,6 @@ overrides)`` (the merged config dict), ``require_tool``, ``free_port``, ``peer_e
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ REPO_ROOT = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.append(str(TESTS_DIR))  # appended: tests/inference etc. must not shadow the packages
 
+from dicom_factory import GeneratedStudy, write_mr_study  # noqa: E402
 from peers import (  # noqa: E402
     NODE_AET,
     OrthancPeer,
@@ -47,23 +47,6 @@ from peers import (  # noqa: E402
     require_tool,
     wait_for,
 )
-
-
-def _load_mr_study_module() -> Any:
-    name = "bianque_tests_mr_study"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, TESTS_DIR / "node" / "mr_study.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_mr = _load_mr_study_module()
-write_mr_study = _mr.write_mr_study
-GeneratedStudy = _mr.GeneratedStudy
 
 __all__ = [
     "NODE_AET",
@@ -77,7 +60,6 @@ __all__ = [
     "wait_for",
     "write_mr_study",
 ]
-
 
 
 # -- Orthanc -----------------------------------------------------------------------------------------
@@ -103,7 +85,7 @@ def orthanc_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthan
 
 # -- generated study -----------------------------------------------------------------------------------
 @pytest.fixture
-def mr_study(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def mr_study(tmp_path_factory: pytest.TempPathFactory) -> GeneratedStudy:
     return write_mr_study(tmp_path_factory.mktemp("mr-study"))
 
 
