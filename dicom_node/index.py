@@ -17,8 +17,9 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TypeVar
 
 from .headers import InstanceHeader
 
@@ -87,6 +88,7 @@ CREATE TABLE IF NOT EXISTS sends (
 """
 
 ACTIVE_JOB_STATES = ("queued", "processing", "sending")
+_Row = TypeVar("_Row")
 
 
 @dataclass(frozen=True)
@@ -253,19 +255,6 @@ class SpoolIndex:
         return StoreResult(new_instance=True, new_series=new_series, reopened_series=reopened)
 
     # -- series --------------------------------------------------------------------------------------
-    def _series_from_row(self, row: sqlite3.Row) -> SeriesRow:
-        return SeriesRow(
-            series_uid=row["series_uid"],
-            study_uid=row["study_uid"],
-            modality=row["modality"],
-            description=row["description"],
-            series_number=row["series_number"],
-            state=row["state"],
-            last_received_at=row["last_received_at"],
-            completed_at=row["completed_at"],
-            instance_count=row["instance_count"],
-        )
-
     _SERIES_SQL = (
         "SELECT s.*, (SELECT COUNT(*) FROM instances i WHERE i.series_uid = s.series_uid) AS instance_count "
         "FROM series s"
@@ -273,14 +262,14 @@ class SpoolIndex:
 
     def series(self, series_uid: str) -> SeriesRow | None:
         rows = self._query(f"{self._SERIES_SQL} WHERE s.series_uid = ?", (series_uid,))
-        return self._series_from_row(rows[0]) if rows else None
+        return _from_row(SeriesRow, rows[0]) if rows else None
 
     def study_series(self, study_uid: str) -> list[SeriesRow]:
         rows = self._query(f"{self._SERIES_SQL} WHERE s.study_uid = ? ORDER BY s.series_number, s.series_uid", (study_uid,))
-        return [self._series_from_row(r) for r in rows]
+        return [_from_row(SeriesRow, r) for r in rows]
 
     def receiving_series(self) -> list[SeriesRow]:
-        return [self._series_from_row(r) for r in self._query(f"{self._SERIES_SQL} WHERE s.state = 'receiving'")]
+        return [_from_row(SeriesRow, r) for r in self._query(f"{self._SERIES_SQL} WHERE s.state = 'receiving'")]
 
     def study_exists(self, study_uid: str) -> bool:
         return bool(self._query("SELECT 1 FROM studies WHERE study_uid = ?", (study_uid,)))
@@ -289,18 +278,7 @@ class SpoolIndex:
         rows = self._query(
             "SELECT * FROM instances WHERE series_uid = ? ORDER BY instance_number, sop_uid", (series_uid,)
         )
-        return [
-            InstanceRow(
-                sop_uid=r["sop_uid"],
-                series_uid=r["series_uid"],
-                study_uid=r["study_uid"],
-                sop_class_uid=r["sop_class_uid"],
-                instance_number=r["instance_number"],
-                transfer_syntax_uid=r["transfer_syntax_uid"],
-                path=r["path"],
-            )
-            for r in rows
-        ]
+        return [_from_row(InstanceRow, r) for r in rows]
 
     def indexed_sop_uids(self) -> set[str]:
         """The SOP Instance UIDs of every indexed instance (for the start-up scan of the spool)."""
@@ -333,26 +311,26 @@ class SpoolIndex:
             "SELECT * FROM jobs WHERE kind = 'study' AND study_uid = ? ORDER BY version DESC LIMIT 1", (study_uid,)
         ).fetchone()
         if latest is not None and latest["state"] == "queued":
-            return _job_from_row(latest)
+            return _from_row(JobRow, latest)
         version = 1 if latest is None else int(latest["version"]) + 1
         cursor = db.execute(
             "INSERT INTO jobs(kind, study_uid, version, state, stage, created_at, updated_at) "
             "VALUES ('study', ?, ?, 'queued', 'process', ?, ?)",
             (study_uid, version, now, now),
         )
-        return _job_from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (cursor.lastrowid,)).fetchone())
+        return _from_row(JobRow, db.execute("SELECT * FROM jobs WHERE id = ?", (cursor.lastrowid,)).fetchone())
 
     # -- jobs ----------------------------------------------------------------------------------------
     def job(self, job_id: int) -> JobRow | None:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return _job_from_row(rows[0]) if rows else None
+        return _from_row(JobRow, rows[0]) if rows else None
 
     def jobs(self, limit: int = 50, study_uid: str | None = None) -> list[JobRow]:
         if study_uid is None:
             rows = self._query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
         else:
             rows = self._query("SELECT * FROM jobs WHERE study_uid = ? ORDER BY id DESC LIMIT ?", (study_uid, limit))
-        return [_job_from_row(r) for r in rows]
+        return [_from_row(JobRow, r) for r in rows]
 
     def claim_study_job(self, now: float | None = None) -> JobRow | None:
         """Take the oldest queued study job whose series are all complete; it becomes ``processing``."""
@@ -371,7 +349,7 @@ class SpoolIndex:
                 "WHERE id = ?",
                 (now, row["id"]),
             )
-            return _job_from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+            return _from_row(JobRow, db.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
 
     def finish_processing(self, job_id: int, outputs: Sequence[Path], destinations: Sequence[str], now: float | None = None) -> JobRow:
         """Record a job's output files and queue one send per destination (or finish it if nothing to send)."""
@@ -395,7 +373,7 @@ class SpoolIndex:
                     "UPDATE jobs SET state = 'done', stage = 'done', last_error = NULL, updated_at = ? WHERE id = ?",
                     (now, job_id),
                 )
-            return _job_from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            return _from_row(JobRow, db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
     def fail_job(self, job_id: int, stage: str, error: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
@@ -423,7 +401,7 @@ class SpoolIndex:
 
     # -- sends ---------------------------------------------------------------------------------------
     def sends(self, job_id: int) -> list[SendRow]:
-        return [_send_from_row(r) for r in self._query("SELECT * FROM sends WHERE job_id = ? ORDER BY destination", (job_id,))]
+        return [_from_row(SendRow, r) for r in self._query("SELECT * FROM sends WHERE job_id = ? ORDER BY destination", (job_id,))]
 
     def due_sends(self, now: float | None = None) -> list[SendRow]:
         now = time.time() if now is None else now
@@ -432,7 +410,7 @@ class SpoolIndex:
             "AND s.next_attempt_at <= ? ORDER BY s.next_attempt_at, s.job_id",
             (now,),
         )
-        return [_send_from_row(r) for r in rows]
+        return [_from_row(SendRow, r) for r in rows]
 
     def next_send_time(self) -> float | None:
         rows = self._query(
@@ -472,7 +450,7 @@ class SpoolIndex:
                 "last_error = ?, updated_at = ? WHERE id = ?",
                 (job_state, stage, attempts or 0, next_attempt_at, status, job_error, now, job_id),
             )
-            return _job_from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            return _from_row(JobRow, db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
     # -- restart and operator actions ----------------------------------------------------------------
     def requeue_interrupted(self, now: float | None = None) -> list[int]:
@@ -522,7 +500,7 @@ class SpoolIndex:
                     "UPDATE jobs SET state = 'sending', stage = 'send', attempt = 0, updated_at = ? WHERE id = ?",
                     (now, job_id),
                 )
-            return _job_from_row(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            return _from_row(JobRow, db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
     # -- retention -----------------------------------------------------------------------------------
     def expired_studies(self, older_than: float) -> list[str]:
@@ -541,7 +519,7 @@ class SpoolIndex:
         rows = self._query(
             "SELECT * FROM jobs WHERE state IN ('done', 'failed') AND updated_at < ? ORDER BY id", (older_than,)
         )
-        return [_job_from_row(r) for r in rows]
+        return [_from_row(JobRow, r) for r in rows]
 
     def forget_study(self, study_uid: str) -> None:
         """Remove a study's instances and series from the index (jobs stay for the record)."""
@@ -551,31 +529,14 @@ class SpoolIndex:
             db.execute("DELETE FROM studies WHERE study_uid = ?", (study_uid,))
 
 
-def _job_from_row(row: sqlite3.Row) -> JobRow:
-    return JobRow(
-        id=int(row["id"]),
-        kind=row["kind"],
-        study_uid=row["study_uid"],
-        version=int(row["version"]),
-        state=row["state"],
-        stage=row["stage"],
-        attempt=int(row["attempt"]),
-        next_attempt_at=float(row["next_attempt_at"]),
-        last_status=row["last_status"],
-        last_error=row["last_error"],
-        created_at=float(row["created_at"]),
-        updated_at=float(row["updated_at"]),
-    )
+_CASTS: dict[str, type] = {"int": int, "float": float}
 
 
-def _send_from_row(row: sqlite3.Row) -> SendRow:
-    return SendRow(
-        job_id=int(row["job_id"]),
-        destination=row["destination"],
-        state=row["state"],
-        attempt=int(row["attempt"]),
-        next_attempt_at=float(row["next_attempt_at"]),
-        last_status=row["last_status"],
-        last_error=row["last_error"],
-        updated_at=float(row["updated_at"]),
-    )
+def _from_row(cls: type[_Row], row: sqlite3.Row) -> _Row:
+    """The row dataclass ``cls`` (SeriesRow, InstanceRow, JobRow, SendRow) from the columns of the same
+    names; plain ``int``/``float`` fields are converted, nullable ones are taken as stored."""
+    values: dict[str, object] = {}
+    for f in fields(cls):  # type: ignore[arg-type]  # every _Row is one of the dataclasses above
+        cast = _CASTS.get(f.type if isinstance(f.type, str) else getattr(f.type, "__name__", ""))
+        values[f.name] = row[f.name] if cast is None else cast(row[f.name])
+    return cls(**values)
