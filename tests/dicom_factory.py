@@ -58,7 +58,7 @@ def mr_image(
     if orientation is not None:
         ds.ImageOrientationPatient = [float(v) for v in orientation]
     if position is not None:
-        ds.ImagePositionPatient = [float(v) for v in position]
+        ds.ImagePositionPatient = [round(float(v), 6) for v in position]  # DS: at most 16 characters
     if pixel_spacing is not None:
         ds.PixelSpacing = [float(v) for v in pixel_spacing]
     if window is not None:
@@ -121,7 +121,7 @@ def enhanced_mr_image(
 
 def _frame_groups(number: int, position: Sequence[float], te: float | None) -> Dataset:
     groups = Dataset()
-    groups.PlanePositionSequence = _one_item(ImagePositionPatient=[float(v) for v in position])
+    groups.PlanePositionSequence = _one_item(ImagePositionPatient=[round(float(v), 6) for v in position])
     groups.FrameContentSequence = _one_item(DimensionIndexValues=[number], StackID="1", InStackPositionNumber=number)
     if te is not None:
         groups.MREchoSequence = _one_item(EffectiveEchoTime=te)
@@ -246,7 +246,6 @@ class StudyWriter:
         slice index everywhere. ``attributes`` (DICOM keywords) are set last on every instance.
         """
         self.series_number += 1
-        number = series_number if series_number is not None else self.series_number
         out = self.root / (folder or f"series{self.series_number:03d}")
         out.mkdir(parents=True, exist_ok=True)
         cols = columns or rows
@@ -254,43 +253,40 @@ class StudyWriter:
         normal = np.cross(np.array(orientation[:3]), np.array(orientation[3:]))
         distances = [first_position + i * spacing_mm for i in range(n_slices)]
         positions = [np.asarray(centre, dtype=float) + normal * d for d in distances]
-        series_attributes = {
-            **self.header,
-            "StudyInstanceUID": self.study_uid,
-            "SeriesInstanceUID": str(generate_uid()),
+        series_uid = str(generate_uid())
+        image: dict[str, Any] = {
+            "orientation": orientation, "pixel_spacing": (pixel_spacing_mm, pixel_spacing_mm), "te": te, "tr": tr,
+            "bits_stored": bits_stored,
+        }
+        header = {
+            **self.header, "StudyInstanceUID": self.study_uid, "SeriesInstanceUID": series_uid,
             "FrameOfReferenceUID": self.frame_of_reference,
-            "SeriesNumber": number,
-            "SeriesDescription": description,
-            "ProtocolName": description,
+            "SeriesNumber": series_number if series_number is not None else self.series_number,
+            "SeriesDescription": description, "ProtocolName": description,
+            "ImageType": ["ORIGINAL", "PRIMARY", "M", "NONE"],
         }
         thickness = spacing_mm if slice_thickness_mm is None else slice_thickness_mm
         if enhanced:
-            ds = enhanced_mr_image(
-                np.stack([make_pixels(i) for i in range(n_slices)]), orientation=orientation, positions=positions,
-                pixel_spacing=(pixel_spacing_mm, pixel_spacing_mm), slice_thickness=thickness, te=te, tr=tr,
-                inversion_recovery=attributes.pop("InversionRecovery", "NO"), bits_stored=bits_stored,
-                **{"InstanceNumber": 1, "ImageType": ["ORIGINAL", "PRIMARY", "M", "NONE"],
-                   "AcquisitionContrast": "UNKNOWN", **series_attributes, **attributes},
-            )
-            datasets = [(out / "enhanced.dcm", ds)]
+            frames = np.stack([make_pixels(i) for i in range(n_slices)])
+            datasets = {out / "enhanced.dcm": enhanced_mr_image(
+                frames, positions=positions, slice_thickness=thickness,
+                inversion_recovery=attributes.pop("InversionRecovery", "NO"), **image,
+                **{**header, "InstanceNumber": 1, "AcquisitionContrast": "UNKNOWN", **attributes},
+            )}
         else:
-            datasets = [
-                (out / f"{i + 1:03d}.dcm", mr_image(
-                    make_pixels(i), orientation=orientation, position=position,
-                    pixel_spacing=(pixel_spacing_mm, pixel_spacing_mm), te=te, tr=tr, bits_stored=bits_stored,
-                    **{"InstanceNumber": i + 1, "ImageType": ["ORIGINAL", "PRIMARY", "M", "NONE"],
-                       "SliceThickness": thickness, "SpacingBetweenSlices": abs(spacing_mm),
-                       "SliceLocation": distance, **series_attributes, **attributes},
-                ))
+            datasets = {
+                out / f"{i + 1:03d}.dcm": mr_image(make_pixels(i), position=position, **image, **{
+                    **header, "InstanceNumber": i + 1, "SliceThickness": thickness,
+                    "SpacingBetweenSlices": abs(spacing_mm), "SliceLocation": round(distance, 6), **attributes,
+                })
                 for i, (position, distance) in enumerate(zip(positions, distances))
-            ]
-        for path, ds in datasets:
+            }
+        for path, ds in datasets.items():
             ds.save_as(path, enforce_file_format=True)
         self.written.append(GeneratedSeries(
-            series_attributes["SeriesInstanceUID"], description,
-            tuple(path for path, _ in datasets), tuple(str(ds.SOPInstanceUID) for _, ds in datasets),
+            series_uid, description, tuple(datasets), tuple(str(ds.SOPInstanceUID) for ds in datasets.values())
         ))
-        return [path for path, _ in datasets]
+        return list(datasets)
 
     def study(self) -> GeneratedStudy:
         """What has been written so far."""
@@ -332,8 +328,9 @@ def write_mr_study(
     rng = np.random.default_rng(seed)
     writer = StudyWriter(
         Path(out_dir), study_uid=study_uid,
-        header=patient_study_header(age=patient_age, sex=patient_sex, SeriesDate="20240102",
-                                    ManufacturerModelName="Skyra", MagneticFieldStrength=3.0),
+        header=patient_study_header(age=patient_age, sex=patient_sex, SeriesDate="20240102", PatientPosition="HFS",
+                                    PositionReferenceIndicator="", ManufacturerModelName="Skyra",
+                                    MagneticFieldStrength=3.0),
     )
     for spec in series:
         gap = spec.slice_thickness_mm * 1.1
