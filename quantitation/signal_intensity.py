@@ -18,8 +18,8 @@ SMOOTH_SIGMA: float = 4.0  # Gaussian smoothing of a reference (CSF, fat) histog
 DISC_SMOOTH_SIGMA: float = 5.0  # Gaussian smoothing of a disc histogram, grey levels
 MIN_PEAK_SEPARATION: float = 6.0  # peak pairs closer than this count in proportion to their separation
 PAIR_TOP_SHARE: float = 0.5  # the peak pair is the mean of the pairs scoring at least this share of the best
-UPHILL_STEPS: int = 2  # mean-shift steps that move each end of the pair towards its histogram peak
-UPHILL_BANDWIDTH: float = 6.0  # Gaussian kernel of those steps, grey levels
+PEAK_STEP_SHARE: float = 0.2  # the step from a pair end towards its peak is at most this share of the pair's
+PEAK_STEP_MAX: float = 10.0  # separation and at most this many grey levels
 RIM_RAMP_PX: float = 3.0  # reference regions: pixel weights reach full weight this many pixels inside
 DISC_RAMP_SHARE: float = 0.8  # discs: weights reach full weight at this share of the disc's deepest pixel
 SECOND_PEAK_FACTOR: float = 0.95  # the original's distance-weighting factor (spec 5.8 step 3)
@@ -88,13 +88,24 @@ def _refine(h: NDArray[np.float64], k: int) -> float:
     return float(k + 0.5 * (a - c) / den)
 
 
-def _uphill(h: NDArray[np.float64], x: float, bandwidth: float, steps: int) -> float:
-    """A few Gaussian mean-shift steps from grey level x on histogram h (each step is a continuous map)."""
-    k = np.arange(h.size, dtype=np.float64)
-    for _ in range(steps):
-        g = h * np.exp(-0.5 * ((k - x) / bandwidth) ** 2)
-        x = float((k * g).sum() / g.sum())
-    return x
+def _log_slope_and_curvature(hist: NDArray[np.float64], x: float, sigma: float) -> tuple[float, float]:
+    """First and second derivative of log h at grey level x, h being ``hist`` smoothed with a Gaussian of
+    ``sigma`` and reflected at 0 and 255 as in ``_smoothed_histogram``, evaluated exactly (no grid)."""
+    j = np.arange(1, int(np.ceil(4 * sigma)) + 1)
+    pos = np.concatenate([-j[::-1], np.arange(hist.size), hist.size - 1 + j]).astype(np.float64)
+    count = np.concatenate([hist[j[::-1]], hist, hist[hist.size - 1 - j]])
+    u = (x - pos) / sigma
+    g = count * np.exp(-0.5 * u * u)
+    slope = float(-(g * u).sum() / (sigma * g.sum()))
+    return slope, float((g * (u * u - 1.0)).sum() / (sigma**2 * g.sum())) - slope * slope
+
+
+def _towards_peak(hist: NDArray[np.float64], x: float, sigma: float, cap: float) -> float:
+    """One Newton step on log h from x, its length at most ``cap`` and the curvature taken as at least
+    1 / cap^2. For a Gaussian population it lands on the peak: the pair score's distance weight puts each
+    end about sigma_population^2 / separation outside its peak, and this step takes it back."""
+    slope, curvature = _log_slope_and_curvature(hist, x, sigma)
+    return x + float(np.clip(slope / max(-curvature, 1.0 / cap**2), -cap, cap))
 
 
 def robust_peaks(
@@ -112,12 +123,15 @@ def robust_peaks(
     fixed in advance as the mode) with a soft minimum separation. The pair is the score-weighted mean of
     the lower and of the upper ends over the pairs reaching ``PAIR_TOP_SHARE`` of the best score (a soft
     argmax: when two or three populations of similar height compete, a small change of the mask shifts the
-    result a little instead of swapping populations), each end then moved ``UPHILL_STEPS`` mean-shift steps
-    towards its peak (the distance weight pulls the best-scoring pair slightly outwards). A unimodal region
-    gives a small difference (about 0.8 SD). ``main`` is the end with the higher histogram.
+    result a little instead of swapping populations). The distance weight puts each end of the best pair
+    slightly outside its peak; one safeguarded Newton step on the log histogram (``_towards_peak``, at most
+    ``PEAK_STEP_SHARE`` of the separation and ``PEAK_STEP_MAX`` levels) takes it back. A unimodal region
+    keeps a small difference (about 1.8 SD: the capped step cannot merge the two ends). ``main`` is the end
+    with the higher histogram.
     """
     if values.size == 0:
         raise ValueError("empty region")
+    hist = np.bincount(values, weights=weights, minlength=256).astype(np.float64)
     h = _smoothed_histogram(values, sigma, weights)
     h = h / h.sum()
     k = np.arange(h.size, dtype=np.float64)
@@ -132,8 +146,8 @@ def robust_peaks(
         return Peaks(main=p, second=p, n=int(values.size))
     lo = float(ks @ top.sum(axis=1) / top.sum())
     hi = float(ks @ top.sum(axis=0) / top.sum())
-    lo = _uphill(h, lo, UPHILL_BANDWIDTH, UPHILL_STEPS)
-    hi = _uphill(h, hi, UPHILL_BANDWIDTH, UPHILL_STEPS)
+    cap = min(PEAK_STEP_SHARE * (hi - lo), PEAK_STEP_MAX)  # hi > lo: only pairs with j > i score
+    lo, hi = _towards_peak(hist, lo, sigma, cap), _towards_peak(hist, hi, sigma, cap)
     main, second = (hi, lo) if np.interp(hi, k, h) >= np.interp(lo, k, h) else (lo, hi)
     return Peaks(main=main, second=second, n=int(values.size))
 

@@ -6,14 +6,15 @@ change of at most 3 grey levels.
 
 The default measure is a continuous function of the depth-weighted histogram (soft peak pair, see
 quantitation/signal_intensity.py): it has no jumps where two or three populations of similar height trade
-places, and the largest change fell from 19-30 to 7-11 grey levels. The target is still not met on every
-disc (measured: vesal 98/110, spider 217/226, fastcleverseg 18/20). The 24 discs that move more than 3
-levels (3.0-10.4) are small or thin: a one-pixel ring is 26-60 % of their pixels (10-22 % for the SPIDER
-ones). In 16 of them the dark end moves (annulus / endplate partial volume on the rim: erosion removes
-it, dilation adds dark neighbours), in 8 the bright end (six VESAL discs of 75-223 px, two SPIDER discs);
-the weighted mean grey level of these discs moves by up to 6 levels as well. That is a change of what the
-mask contains, not a switch of the method. The test pins the measured shares (one disc of margin), bounds
-the largest change, and checks that the default is far more stable than the original heuristic.
+places, and the largest change fell from 19-30 to 8-12 grey levels. The target is still not met on every
+disc (measured: vesal 100/110, spider 217/226, fastcleverseg 19/20). The 20 discs that move more than 3
+levels (3.2-12.0) are small or thin: a one-pixel ring is 25-60 % of their pixels (10-22 % for the SPIDER
+ones). In 12 of them the dark end moves (annulus / endplate partial volume on the rim: erosion removes
+it, dilation adds dark neighbours), in 7 the bright end (five VESAL discs of 117-223 px, two SPIDER
+discs), in one (75 px) both; the weighted mean grey level of these discs moves by up to 6 levels as well.
+That is a change of what the mask contains, not a switch of the method. The test pins the measured shares
+(one disc of margin), bounds the largest change, and checks that the default is far more stable than the
+original heuristic.
 """
 
 from __future__ import annotations
@@ -107,9 +108,9 @@ def _changes(source: str, fn) -> np.ndarray:
 
 
 # measured on this data: share of discs within 3 grey levels (default / original heuristic), largest change
-# vesal 0.89 / 0.26, max 7.8; spider 0.96 / 0.59, max 10.4; fastcleverseg 0.90 / 0.70, max 7.0
+# vesal 0.91 / 0.26, max 7.6; spider 0.96 / 0.59, max 12.0; fastcleverseg 0.95 / 0.70, max 10.2
 @pytest.mark.parametrize(
-    ("source", "min_share", "min_discs"), [("vesal", 0.88, 100), ("spider", 0.95, 200), ("fastcleverseg", 0.85, 20)]
+    ("source", "min_share", "min_discs"), [("vesal", 0.90, 100), ("spider", 0.95, 200), ("fastcleverseg", 0.90, 20)]
 )
 def test_peak_difference_stable_under_one_pixel_erosion_dilation(source: str, min_share: float, min_discs: int) -> None:
     default = _changes(source, _default)
@@ -118,5 +119,5 @@ def test_peak_difference_stable_under_one_pixel_erosion_dilation(source: str, mi
     share = float(np.mean(default <= 3.0))
     assert share >= min_share, f"{source}: only {share:.2f} of discs within 3 grey levels"
     assert float(np.median(default)) <= 1.5
-    assert float(default.max()) <= 12.0, f"{source}: a disc moved {default.max():.1f} grey levels"
+    assert float(default.max()) <= 13.0, f"{source}: a disc moved {default.max():.1f} grey levels"
     assert share > float(np.mean(original <= 3.0)) + 0.1  # clearly more stable than the original

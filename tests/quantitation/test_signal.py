@@ -36,7 +36,7 @@ def test_unimodal_disc_gives_small_difference() -> None:
     rng = np.random.default_rng(1)
     v = np.clip(np.rint(rng.normal(90, 6, 1500)), 0, 255).astype(np.uint8)
     p = sig.robust_peaks(v)
-    assert p.difference < 12  # about one SD: the shoulder, no spurious tail bin
+    assert 6 < p.difference < 12  # about 1.8 SD: a small difference, no spurious tail bin, never merged to 0
 
 
 def _population(mean: float, sd: float, n: int) -> np.ndarray:
@@ -46,19 +46,30 @@ def _population(mean: float, sd: float, n: int) -> np.ndarray:
 
 
 def test_peak_difference_is_continuous_when_three_populations_trade_places() -> None:
-    """Dark (40), middle (85) and bright (130) populations; the middle one grows from 20 % to 50 % of the
+    """Dark (40), middle (85) and bright (130) populations; the middle one grows from 20 % to 60 % of the
     disc. An argmax of the main or second peak jumps by 45 levels where the middle one overtakes the others
-    (the previous default did, at 34 %); the soft peak pair moves by less than one level per percent."""
+    (the previous default did, at 34 %); the soft peak pair moves by less than 2.5 levels per percent."""
     n = 2000
     diffs = []
-    for share in np.arange(0.20, 0.505, 0.01):
+    for share in np.arange(0.20, 0.605, 0.01):
         mid = int(n * share)
         side = (n - mid) // 2
         v = np.concatenate([_population(40, 6, side), _population(85, 6, mid), _population(130, 6, n - mid - side)])
         diffs.append(sig.robust_peaks(v).difference)
-    assert diffs[0] == pytest.approx(90, abs=2)  # dark and bright dominate the pair score
-    assert float(np.max(np.abs(np.diff(diffs)))) < 1.0
-    assert diffs[-1] < diffs[0] - 10  # the middle population does pull the pair in, gradually
+    assert diffs[0] == pytest.approx(90, abs=1)  # dark and bright dominate the pair score
+    assert float(np.max(np.abs(np.diff(diffs)))) < 2.5
+    assert diffs[-1] < diffs[0] - 15  # the middle population does pull the pair in, gradually
+
+
+@pytest.mark.parametrize("share", [0.25, 0.35])
+@pytest.mark.parametrize(("sep", "sd"), [(20, 2), (20, 4), (30, 4), (30, 6), (40, 6)])
+def test_minor_population_of_a_quarter_recovered_within_2(share: float, sep: float, sd: float) -> None:
+    """A smaller population (a quarter or a third of the disc) beside the main one, on either side. Known
+    limit, not asserted: at 15 % the soft pair reads up to 12 levels short (bench/results/quantitation.md)."""
+    n_minor = int(1000 * share)
+    for sign in (1, -1):
+        v = np.concatenate([_population(100, sd, 1000 - n_minor), _population(100 + sign * sep, sd, n_minor)])
+        assert sig.robust_peaks(v).difference == pytest.approx(sep, abs=2.0)
 
 
 def test_disc_weights_ramp_with_relative_depth() -> None:
