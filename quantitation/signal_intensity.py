@@ -13,13 +13,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-# robust-variant parameters (chosen on the real-disc erosion/dilation study, bench/results/quantitation.md)
+# robust-variant parameters (chosen on the real-disc erosion/dilation study: quantitation/README.md)
 SMOOTH_SIGMA: float = 4.0  # Gaussian smoothing of a reference (CSF, fat) histogram, grey levels
 DISC_SMOOTH_SIGMA: float = 5.0  # Gaussian smoothing of a disc histogram, grey levels
 MIN_PEAK_SEPARATION: float = 6.0  # peak pairs closer than this count in proportion to their separation
 PAIR_TOP_SHARE: float = 0.5  # the peak pair is the mean of the pairs scoring at least this share of the best
-PEAK_STEP_SHARE: float = 0.2  # the step from a pair end towards its peak is at most this share of the pair's
-PEAK_STEP_MAX: float = 10.0  # separation and at most this many grey levels
+PEAK_STEP_SHARE: float = 0.2  # a pair end's step towards its peak: at most this share of the separation
+PEAK_STEP_MAX: float = 10.0  # ... and at most this many grey levels
 RIM_RAMP_PX: float = 3.0  # reference regions: pixel weights reach full weight this many pixels inside
 DISC_RAMP_SHARE: float = 0.8  # discs: weights reach full weight at this share of the disc's deepest pixel
 SECOND_PEAK_FACTOR: float = 0.95  # the original's distance-weighting factor (spec 5.8 step 3)
@@ -146,7 +146,7 @@ def robust_peaks(
         return Peaks(main=p, second=p, n=int(values.size))
     lo = float(ks @ top.sum(axis=1) / top.sum())
     hi = float(ks @ top.sum(axis=0) / top.sum())
-    cap = min(PEAK_STEP_SHARE * (hi - lo), PEAK_STEP_MAX)  # hi > lo: only pairs with j > i score
+    cap = min(PEAK_STEP_SHARE * (hi - lo), PEAK_STEP_MAX)  # hi - lo >= 1: only pairs with j > i score
     lo, hi = _towards_peak(hist, lo, sigma, cap), _towards_peak(hist, hi, sigma, cap)
     main, second = (hi, lo) if np.interp(hi, k, h) >= np.interp(lo, k, h) else (lo, hi)
     return Peaks(main=main, second=second, n=int(values.size))
