@@ -62,6 +62,12 @@ PHANTOM_VAL_SEED_BASE = 1_000_000  # validation phantoms use seeds from here (ne
 CODE_DISC_ANY = 20  # a disc whose level is unknown
 CODE_BONE_ANY = 21  # a vertebral body (or sacrum top) whose level is unknown
 CODE_NOT_TARGET = 22  # a labelled structure that is none of the 14 classes (thoracic level, posterior elements)
+CODE_CAUDAL = 23  # an unlabelled pixel low enough to be sacrum (S1) or presacral fat
+
+# S1 and presacral fat lie below the L5/S1 disc: unlabelled pixels above that (minus this share of the
+# image height) may not be either. Without this, a source that labels neither lets the network call any
+# soft tissue "S1" at no cost, and it did (large "S1" areas in front of the spine on SPIDER slices).
+CAUDAL_MARGIN_FRAC = 0.03
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,26 @@ def canal_front(canal: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(h), rows, front).astype(np.float32)
 
 
+def mark_caudal(codes: np.ndarray, top_row: float | None, front: np.ndarray | None = None, front_margin: float = 0.0) -> None:
+    """In place: unlabelled pixels (code 0) from ``top_row`` (minus the margin) down, and anterior to
+    ``front`` + ``front_margin`` (per-row column limit) when given, become ``CODE_CAUDAL``.
+    ``top_row`` None (no anchor found): every unlabelled pixel may be S1 / fat, as before."""
+    if top_row is None:
+        codes[codes == 0] = CODE_CAUDAL
+        return
+    h, w = codes.shape
+    region = np.zeros((h, w), bool)
+    region[max(0, int(np.floor(top_row - CAUDAL_MARGIN_FRAC * h))):] = True
+    if front is not None:
+        region &= np.arange(w)[None, :] < (front[:, None] + front_margin)
+    codes[(codes == 0) & region] = CODE_CAUDAL
+
+
+def _top_row(mask: np.ndarray) -> float | None:
+    rows = np.nonzero(mask.any(1))[0]
+    return float(rows.min()) if rows.size else None
+
+
 def _assign_levels(components: list[tuple[np.ndarray, float, float]], levels: Sequence[int]) -> list[tuple[np.ndarray, int | None]]:
     """Sort caudal -> cranial and attach ``levels`` in that order; the rest get None."""
     comps = sorted(components, key=lambda t: -t[1])
@@ -134,7 +160,8 @@ def _assign_levels(components: list[tuple[np.ndarray, float, float]], levels: Se
 
 SPIDER_TABLE = make_table(
     list(BODIES) + list(DISCS) + [CSF],
-    extra={0: (0, S1, FAT), CODE_NOT_TARGET: (0,), CODE_DISC_ANY: (0,) + DISCS, CODE_BONE_ANY: (0,) + BONES},
+    extra={0: (0,), CODE_CAUDAL: (0, S1, FAT), CODE_NOT_TARGET: (0,), CODE_DISC_ANY: (0,) + DISCS,
+           CODE_BONE_ANY: (0,) + BONES},
 )
 
 
@@ -145,6 +172,8 @@ def spider_codes(mask: np.ndarray) -> tuple[np.ndarray, bool]:
     Discs (components >= 200 px) and bodies (>= 300 px) are numbered bottom-up (L5/S1, L5, ...);
     levels are trusted only when the lowest disc lies below the lowest body and discs and bodies
     alternate upward for the lumbar range; otherwise their level is left open (disc/bone of any level).
+    Unlabelled pixels are background, except below the top of the lowest disc and anterior to the
+    canal (+6 % of the width), where the unlabelled sacrum and presacral fat lie (``CODE_CAUDAL``).
     """
     vert, disc, canal = mask == 76, mask == 29, mask == 150
     codes = np.zeros(mask.shape, np.uint8)
@@ -164,6 +193,8 @@ def spider_codes(mask: np.ndarray) -> tuple[np.ndarray, bool]:
             merged[-1] = (merged[-1][0] | m, (merged[-1][1] + r) / 2)
         else:
             merged.append((m, r))
+    mark_caudal(codes, _top_row(merged[0][0]) if merged else None,
+                front if canal.any() else None, 0.06 * mask.shape[1])
     big_bodies = [t for t in bodies if t[0].sum() >= 1000]
     ok = bool(merged) and all(r < merged[0][1] for _, r, _ in big_bodies)
     disc_levels = (11, 9, 7, 5, 3)
@@ -249,8 +280,8 @@ def _mid_index(gt: np.ndarray) -> int:
     return int(np.argmax((gt > 0).sum(axis=(0, 1))))
 
 
-IVD_TABLE = make_table(DISCS)
-VB_TABLE = make_table(BODIES, extra={CODE_NOT_TARGET: (0,)})
+IVD_TABLE = make_table(DISCS, extra={0: (0, CSF) + BODIES, CODE_CAUDAL: (0, CSF, S1, FAT) + BODIES})
+VB_TABLE = make_table(BODIES, extra={CODE_NOT_TARGET: (0,), 0: (0, CSF) + DISCS, CODE_CAUDAL: (0, CSF, S1, FAT) + DISCS})
 
 
 def load_ivd(root: Path, *, slices_per_subject: int = 3, subjects: Sequence[str] | None = None) -> list[Sample]:
@@ -267,6 +298,7 @@ def load_ivd(root: Path, *, slices_per_subject: int = 3, subjects: Sequence[str]
             codes = np.zeros(gt.shape[:2], np.uint8)
             for v, c in mapping.items():
                 codes[gt[:, :, j] == v] = c
+            mark_caudal(codes, _top_row(codes == 11))  # below the top of L5/S1
             out.append(Sample(
                 image=to_uint8(img[:, :, j]), codes=codes, table=IVD_TABLE, groups=tuple((c,) for c in DISCS),
                 labelled=DISCS, source="ivd", subject=p.stem, name=f"ivd/{p.stem}/z{j}", mid=(j == k), spacing_mm=(1.0, 1.0),
@@ -292,6 +324,8 @@ def load_vb(root: Path, *, slices_per_subject: int = 3, subjects: Sequence[str] 
             codes = np.zeros(gt.shape[:2], np.uint8)
             for v, c in level.items():
                 codes[gt[:, :, j] == v] = c
+            l5 = np.nonzero((codes == 10).any(1))[0]
+            mark_caudal(codes, float(l5.mean()) if l5.size else None)  # below the middle of L5
             image = img[:, :, j]
             out.append(Sample(
                 image=image if image.dtype == np.uint8 else to_uint8(image), codes=codes, table=VB_TABLE,
@@ -322,7 +356,8 @@ def load_mat_generic(root: Path, mapping: dict[int, int], *, slices_per_subject:
 # vesal (no levels), label maps, LabelMe
 # ----------------------------------------------------------------------------------------------
 
-VESAL_TABLE = make_table([], extra={0: (0, CSF, S1, FAT), CODE_DISC_ANY: (0,) + DISCS, CODE_BONE_ANY: (0,) + BONES})
+VESAL_TABLE = make_table([], extra={0: (0, CSF), CODE_CAUDAL: (0, CSF, S1, FAT), CODE_DISC_ANY: (0,) + DISCS,
+                                    CODE_BONE_ANY: (0,) + BONES})
 
 
 def load_vesal(root: Path, *, subjects: Sequence[str] | None = None) -> list[Sample]:
@@ -336,6 +371,9 @@ def load_vesal(root: Path, *, subjects: Sequence[str] | None = None) -> list[Sam
         codes = np.zeros(m.shape, np.uint8)
         codes[m == 1] = CODE_DISC_ANY
         codes[m == 2] = CODE_BONE_ANY
+        discs = _components(m == 1, 30)
+        lowest = max(discs, key=lambda t: t[1])[0] if discs else None
+        mark_caudal(codes, _top_row(lowest) if lowest is not None else None)
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
         out.append(Sample(img, codes, VESAL_TABLE, (), (), "vesal", p.stem, f"vesal/{p.stem}", True))
     return out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from inference.training.datasets import (
+    CODE_CAUDAL,
     CODE_NOT_TARGET,
     VALIDATION_SUBJECTS,
     load_ivd,
@@ -46,8 +47,17 @@ def test_spider_levels_bottom_up_bodies_anterior_to_canal_and_partial_table() ->
             assert np.nonzero(s.codes == c)[1].mean() < canal_cols.mean()
         assert (s.codes == CODE_NOT_TARGET).sum() > 500
         assert np.nonzero(s.codes == CODE_NOT_TARGET)[1].mean() > canal_cols.mean()
-        # unlabelled pixels may be sacrum or presacral fat (never forced to background) but not a lumbar class
-        assert s.table[0, 0] and s.table[0, 12] and s.table[0, 13] and not s.table[0, 2:12].any()
+        # unlabelled pixels below the top of L5/S1 and anterior to the canal may be sacrum or presacral fat
+        # (never forced to background) but not a lumbar class; higher up they are background
+        assert s.table[CODE_CAUDAL, 0] and s.table[CODE_CAUDAL, 12] and s.table[CODE_CAUDAL, 13]
+        assert not s.table[CODE_CAUDAL, 1:12].any()
+        assert s.table[0].tolist() == [True] + [False] * 13
+        caudal_rows = np.nonzero((s.codes == CODE_CAUDAL).any(1))[0]
+        l5s1_top = np.nonzero((s.codes == 11).any(1))[0].min()
+        assert l5s1_top - 0.04 * s.codes.shape[0] < caudal_rows.min() <= l5s1_top
+        assert caudal_rows.max() == s.codes.shape[0] - 1
+        assert not (s.codes[:, -5:] == CODE_CAUDAL).any()  # posterior soft tissue stays background
+        assert (s.codes[: int(_row(s.codes == 2))] != CODE_CAUDAL).all()  # nothing at the level of L1
         assert s.table[CODE_NOT_TARGET].tolist() == [True] + [False] * 13
         assert sorted(determined_classes(s.table, np.unique(s.codes))) == list(range(1, 12))
 
@@ -58,7 +68,11 @@ def test_ivd_discs_are_level_specific_and_only_discs_are_labelled() -> None:
     assert s.labelled == DISCS
     rows = [_row(s.codes == c) for c in DISCS]  # L1/L2 .. L5/S1
     assert all(np.diff(rows) > 0)
-    assert s.table[0].sum() == 9 and not s.table[0, list(DISCS)].any()  # background code allows non-disc classes
+    # unlabelled pixels may be bodies or CSF; S1 and presacral fat only from the top of L5/S1 down
+    assert set(np.nonzero(s.table[0])[0]) == {0, 1, *BODIES}
+    assert set(np.nonzero(s.table[CODE_CAUDAL])[0]) == {0, 1, *BODIES, 12, 13}
+    caudal_rows = np.nonzero((s.codes == CODE_CAUDAL).any(1))[0]
+    assert caudal_rows.min() < rows[-1] < caudal_rows.max() and caudal_rows.min() > rows[-2]
 
 
 def test_vb_instance_ids_sorted_to_levels_lowest_is_l5() -> None:
@@ -68,6 +82,9 @@ def test_vb_instance_ids_sorted_to_levels_lowest_is_l5() -> None:
     assert all(np.diff(rows) > 0)
     assert (s.codes == CODE_NOT_TARGET).any()  # T11/T12 are none of the 14 classes
     assert _row(s.codes == CODE_NOT_TARGET) < rows[0]
+    # S1 / presacral fat allowed only below the middle of L5
+    assert not s.table[0, [12, 13]].any() and s.table[CODE_CAUDAL, [12, 13]].all()
+    assert np.nonzero((s.codes == CODE_CAUDAL).any(1))[0].min() >= int(rows[-1] - 0.03 * s.codes.shape[0]) > rows[-2]
 
 
 def test_vesal_has_no_levels_but_group_constraints() -> None:
