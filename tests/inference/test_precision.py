@@ -1,0 +1,82 @@
+"""Precision modes: the compiled bf16-head mode is selectable, gated, and agrees with fp32 (light, random)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from inference import build_model
+from inference.cpu_compile import cpu_compiler_available
+from inference.fuse import fold_batchnorm
+from inference.precision import (
+    AGREEMENT_GATE,
+    PRECISION_MODES,
+    PrecisionWrapper,
+    auto_candidates,
+    calibration_batch,
+    choose_precision,
+    cpu_has_bf16_units,
+)
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+
+needs_compiled_cpu = pytest.mark.skipif(
+    not (cpu_has_bf16_units() and cpu_compiler_available()),
+    reason="compiled bf16 modes need CPU bf16 units and a C++ compiler",
+)
+
+
+def test_modes_are_selectable_and_ordered() -> None:
+    assert {"fp32", "bf16", "bf16-head", "bf16-compiled", "bf16-head-compiled"} <= set(PRECISION_MODES)
+    with pytest.raises(ValueError, match="unknown precision mode 'bf16-tail'"):
+        PrecisionWrapper(build_model("light"), "bf16-tail")
+    full = auto_candidates("bianquenet", CPU)
+    light = auto_candidates("light", CPU)
+    assert all(m in PRECISION_MODES for m in full + light)
+    assert not any(m.endswith("-compiled") for m in light)  # the light network is never compiled
+    assert auto_candidates("bianquenet", torch.device("cuda")) == ("bf16", "bf16-head")
+    if cpu_has_bf16_units() and cpu_compiler_available():
+        # eager bf16 first (no compile), compiled bf16-head before its slower eager twin
+        assert full == ("bf16", "bf16-head-compiled", "bf16-head")
+    elif not cpu_has_bf16_units():
+        assert full == light == ()
+
+
+@needs_compiled_cpu
+def test_compiled_bf16_head_passes_the_gate_on_the_light_network_with_random_weights() -> None:
+    torch.manual_seed(0)
+    net = fold_batchnorm(build_model("light").eval(), inplace=True)
+    x = torch.from_numpy(calibration_batch(128))
+    with torch.inference_mode():
+        ref = net(x)
+    choice = choose_precision(net, CPU, 128, ("bf16-head-compiled",))
+    assert choice.skipped == {}
+    assert choice.mode == "bf16-head-compiled", choice.reason
+    assert choice.agreement["bf16-head-compiled"] >= AGREEMENT_GATE
+    runner = choice.runner
+    assert isinstance(runner, PrecisionWrapper) and runner.mode == "bf16-head-compiled"
+    # the calibrated runner serves a batch of any size slice by slice, fp32 logits at input resolution
+    with torch.inference_mode():
+        out = runner(torch.cat([x, x[:1]]).contiguous(memory_format=torch.channels_last))
+    assert out.dtype == torch.float32 and out.shape == (3, ref.shape[1], 128, 128)
+    agree = (out[:2].argmax(1) == ref.argmax(1)).float().mean().item()
+    assert agree >= AGREEMENT_GATE
+    assert torch.equal(out[0], out[2])  # same slice, same graph, same numbers
+    # fp32 mode is still the plain forward pass, bit for bit
+    with torch.inference_mode():
+        assert torch.equal(PrecisionWrapper(net.to(memory_format=torch.contiguous_format), "fp32")(x), ref)
+
+
+def test_a_compiled_mode_that_cannot_run_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inference.cpu_compile as cc
+
+    monkeypatch.setattr(cc.shutil, "which", lambda name: None)  # a machine without g++/c++/clang++
+    assert not cpu_compiler_available()
+    torch.manual_seed(0)
+    net = build_model("light").eval()
+    choice = choose_precision(net, CPU, 64, ("bf16-head-compiled",))
+    assert choice.mode == "fp32" and choice.runner is None
+    assert "C++ compiler" in choice.skipped["bf16-head-compiled"]
+    assert "skipped" in choice.reason
+    assert "bf16-head-compiled" not in auto_candidates("bianquenet", CPU)
