@@ -206,6 +206,8 @@ def build_report_image(
         software_versions=algorithm.software_version,
         device_serial_number=algorithm.serial_number,
     )
+    if src.get("StudyDescription"):
+        image.StudyDescription = src.StudyDescription  # SCImage leaves it out; the SEG and SR carry it
     if src.get("BodyPartExamined"):
         # dciodvfy requires Laterality (General Series 2C) unless an unpaired body part is named
         image.BodyPartExamined = src.BodyPartExamined

@@ -131,7 +131,7 @@ def _patient_study(patient_name: str, study_uid: str) -> dict[str, Any]:
     """A Chinese-language site: UTF-8 character set, Chinese institution; fresh series and frame UIDs."""
     return patient_study_header(
         patient_name=patient_name, patient_id="BQ-TEST-001", birth_date="19700101", sex="M", study_date="20260101",
-        study_time="101010", accession="ACC1", manufacturer="Phantom", study_description=None,
+        study_time="101010", accession="ACC1", manufacturer="Phantom",
         SpecificCharacterSet="ISO_IR 192", InstitutionName="第一医院 Radiology", StudyInstanceUID=study_uid, SeriesInstanceUID=generate_uid(),
         FrameOfReferenceUID=generate_uid(), PositionReferenceIndicator="",
     )
