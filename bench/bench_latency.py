@@ -182,13 +182,17 @@ def main(argv: list[str] | None = None) -> int:
         f"Peak RSS of the node process (VmHWM): {peak:.0f} MiB.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as handle:
-            handle.write(text + "\n")
+    report("\n".join(lines), args.out)
     return 0
+
+
+def report(text: str, out: Path | None) -> None:
+    """Print the result and append it to ``out`` (a Markdown file), if given."""
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "a") as handle:
+            handle.write(text + "\n")
 
 
 if __name__ == "__main__":

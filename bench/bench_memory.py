@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_latency import machine, measure, random_weights  # noqa: E402
+from bench_latency import machine, measure, random_weights, report  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         f"and sent to Orthanc): **{peak:.0f} MiB**; target <= 2048 MiB: {verdict}.",
         "",
     ])
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as handle:
-            handle.write(text + "\n")
+    report(text, args.out)
     return 0
 
 

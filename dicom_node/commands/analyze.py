@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from dicom_node.pipeline_results import disc_table
-from dicom_node.selection import group_by_study, read_headers
+from dicom_node.commands._common import studies_from_paths
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -68,13 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from dicom_node.pipeline import StageError, StudyPipeline, study_version_from_instances
 
     console = Console()
-    headers, unreadable = read_headers(args.paths)
-    for line in unreadable:
-        console.print(f"[yellow]skipped (not DICOM):[/] {line}")
-    if not headers:
-        console.print("[red]no DICOM files found[/]")
+    studies = studies_from_paths(args.paths, console)
+    if studies is None:
         return 1
-    studies = group_by_study(headers)
     pipeline = StudyPipeline(_settings(args))
     failures = 0
     no_series = 0

@@ -8,11 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from dicom_node.commands._common import studies_from_paths
 from dicom_node.selection import (
     SelectionRules,
     center_index,
-    group_by_study,
-    read_headers,
     rules_from_config,
     select_series,
     series_slices,
@@ -36,14 +35,11 @@ def load_rules(config_path: Path | None) -> SelectionRules:
 def run(args: argparse.Namespace) -> int:
     console = Console()
     rules = load_rules(args.config)
-    headers, unreadable = read_headers(args.paths)
-    for line in unreadable:
-        console.print(f"[yellow]skipped (not DICOM):[/] {line}")
-    if not headers:
-        console.print("[red]no DICOM files found[/]")
+    studies = studies_from_paths(args.paths, console)
+    if studies is None:
         return 1
     status = 0
-    for study_uid, study_headers in group_by_study(headers).items():
+    for study_uid, study_headers in studies.items():
         selection = select_series(study_headers, rules)
         table = Table(title=f"Study {study_uid}", show_lines=False)
         for column in ("#", "description", "plane", "weighting", "slices", "decision", "reason"):
