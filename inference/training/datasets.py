@@ -21,7 +21,6 @@ Validation subjects are fixed here (``VALIDATION_SUBJECTS``) so every run uses t
 from __future__ import annotations
 
 import base64
-import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +32,6 @@ import numpy as np
 from inference.training.labels import (
     BODIES,
     BONES,
-    CODE_BACKGROUND,
     CODE_IGNORE,
     CSF,
     DISCS,
