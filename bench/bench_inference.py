@@ -1,6 +1,7 @@
 """CPU latency of one 512x512 slice: full BianqueNet and the light variant, fp32 vs bf16 autocast.
 
 Usage: .venv/bin/python bench/bench_inference.py [--threads 2,1] [--repeats 5] [--profile] [--json out.json]
+       [--compiled] [--configs "fp32,bf16-head+CL BN-folded,..."] [--variants bianquenet]
 
 * Input: a synthetic lumbar phantom slice (inference.synthetic), preprocessed like a DICOM slice
   (8-bit, CLAHE, spec normalisation). Full model: random weights (the published checkpoint is not
@@ -9,8 +10,13 @@ Usage: .venv/bin/python bench/bench_inference.py [--threads 2,1] [--repeats 5] [
   processes on the machine affects them alike; report the medians and the bf16/fp32 and light/full ratios.
 * "BN-folded": BatchNorm folded into the convolutions (inference.fuse, what the Segmenter runs).
 * bf16 = torch.autocast("cpu", bfloat16) + channels_last on the whole network; bf16-head = backbone fp32,
-  decoder/fusion head under bf16 autocast (inference.precision); only offered when the CPU has bf16 units, and
-  only acceptable when its label maps agree with fp32 on >= 99.5 % of pixels.
+  decoder/fusion head under bf16 autocast; bf16-fusion = bf16-head with the ASPP in fp32 (inference.precision,
+  inference.split_head); only offered when the CPU has bf16 units, and only acceptable when its label maps
+  agree with fp32 on >= 99.5 % of pixels.
+* ``--compiled`` adds the TorchInductor-compiled modes (``bf16-head-compiled``, ``bf16-compiled``; weights
+  frozen, see inference.cpu_compile); their compile time at the first call is reported as ``setup_s``
+  (minutes cold for the full network on 2 loaded cores; Inductor's on-disk cache makes reruns faster).
+* ``--configs`` keeps only the named configurations (fp32 is always measured: it is the reference).
 * ``--profile`` prints the top operators of one fp32 forward pass of each model first.
 """
 
@@ -124,6 +130,8 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--light-weights", type=Path, help="weights file for the light variant (default: shipped)")
+    ap.add_argument("--compiled", action="store_true", help="also measure the torch.compile'd bf16 modes")
+    ap.add_argument("--configs", help="comma-separated configuration names to keep (fp32 always runs)")
     args = ap.parse_args()
     info = machine_description()
     print(json.dumps(info, indent=1))
@@ -140,12 +148,22 @@ def main() -> int:
         if info["bf16_units"]:
             configs["bf16+CL BN-folded"] = (folded, "bf16")
             configs["bf16-head+CL BN-folded"] = (folded, "bf16-head")
+            configs["bf16-fusion+CL BN-folded"] = (folded, "bf16-fusion")
+            if args.compiled:
+                for mode in ("bf16-fusion", "bf16-head", "bf16"):
+                    configs[f"{mode}-compiled+CL BN-folded"] = (folded, f"{mode}-compiled")
+        if args.configs:
+            keep = {c.strip() for c in args.configs.split(",")} | {"fp32"}
+            configs = {c: v for c, v in configs.items() if c in keep}
         runners = {c: make_runner(m, x, bf) for c, (m, bf) in configs.items()}
         times: dict[str, list[float]] = {c: [] for c in configs}
         labels: dict[str, np.ndarray] = {}
+        setup: dict[str, float] = {}
         with torch.inference_mode():
-            for c, run in runners.items():  # warm-up, labels for the agreement check
+            for c, run in runners.items():  # warm-up (compiles the compiled modes), labels for the agreement check
+                t0 = time.perf_counter()
                 labels[c] = run().float().argmax(1).numpy()
+                setup[c] = time.perf_counter() - t0
             for _ in range(args.repeats):
                 for c, run in runners.items():
                     t0 = time.perf_counter()
@@ -153,21 +171,25 @@ def main() -> int:
                     times[c].append(time.perf_counter() - t0)
         for c in configs:
             agree = float((labels[c] == labels["fp32"]).mean())
+            twin = c.replace("-compiled", "")
             row = {
                 "variant": name, "weights": weights, "config": c, "threads": threads,
                 "median_s": statistics.median(times[c]), "min_s": min(times[c]),
                 "agreement_vs_fp32": agree, "gate_passed": agree >= AGREEMENT_GATE,
-                "params": sum(p.numel() for p in model.parameters()),
+                "first_call_s": setup[c], "params": sum(p.numel() for p in model.parameters()),
+                "times_s": [round(t, 3) for t in times[c]],
             }
+            if twin != c and twin in labels:  # compiled mode: how close to the eager mode it compiles
+                row["agreement_vs_eager_twin"] = float((labels[c] == labels[twin]).mean())
             results["rows"].append(row)  # type: ignore[union-attr]
             print(json.dumps(row))
     results["load_average_end"] = os.getloadavg()
     rows = results["rows"]  # type: ignore[assignment]
-    print("\n| threads | variant | weights | config | median s | min s | label agreement vs fp32 | gate |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| threads | variant | weights | config | median s | min s | label agreement vs fp32 | gate | first call s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:  # type: ignore[union-attr]
         print(f"| {r['threads']} | {r['variant']} | {r['weights']} | {r['config']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
-              f"{r['agreement_vs_fp32'] * 100:.2f} % | {'pass' if r['gate_passed'] else 'FAIL'} |")
+              f"{r['agreement_vs_fp32'] * 100:.2f} % | {'pass' if r['gate_passed'] else 'FAIL'} | {r['first_call_s']:.1f} |")
     med = {(r["threads"], r["variant"], r["config"]): r["median_s"] for r in rows}  # type: ignore[union-attr]
     for (t, v, c), m in med.items():
         if c != "fp32":

@@ -16,11 +16,12 @@ call, so a batch of any size reuses the same graph.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-
 import torch
+from torch import nn
 
-COMPILE_OPTIONS = {"freezing": True}
+# Inductor reads ``freezing`` from its global config when it compiles (``torch.compile(options=...)`` does
+# not reach that check), so every call that may compile runs inside ``config.patch``: nothing global changes.
+INDUCTOR_CONFIG = {"freezing": True}
 
 
 class CompilerUnavailableError(RuntimeError):
@@ -33,20 +34,25 @@ def cpu_compiler_available() -> bool:
 
 
 class CompiledForward:
-    """``forward`` compiled by TorchInductor (weights frozen), applied to one slice at a time.
+    """``module`` compiled by TorchInductor (weights frozen), applied to one slice at a time.
 
-    The weights read by ``forward`` are baked in at the first call: build a new ``CompiledForward``
-    after changing them.
+    The module itself is compiled (not a bound method): Inductor freezes only the parameters of a compiled
+    module. Its weights are baked in at the first call: build a new ``CompiledForward`` after changing them.
+    Not an ``nn.Module``, so holding one does not add the module's weights to a state dict twice.
     """
 
-    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], device_type: str = "cpu"):
+    def __init__(self, module: nn.Module, device_type: str = "cpu"):
         if device_type == "cpu" and not cpu_compiler_available():
             raise CompilerUnavailableError(
                 "torch.compile on CPU needs a C++ compiler (g++); install one or use an eager precision mode"
             )
-        self._compiled = torch.compile(forward, dynamic=False, options=dict(COMPILE_OPTIONS))
+        self.module = module.eval()
+        self._compiled = torch.compile(self.module, dynamic=False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] == 1:
-            return self._compiled(x)
-        return torch.cat([self._compiled(x[i:i + 1]) for i in range(x.shape[0])])
+        import torch._inductor.config as inductor_config
+
+        with inductor_config.patch(INDUCTOR_CONFIG):
+            if x.shape[0] == 1:
+                return self._compiled(x)
+            return torch.cat([self._compiled(x[i:i + 1]) for i in range(x.shape[0])])

@@ -5,20 +5,26 @@
 * ``"bf16-head"``: backbone in fp32, the decoder/fusion head (where most of the 757 GFLOPs are) under
   bf16 autocast. With random weights the ResNet-101 backbone's bf16 rounding is what moves most
   label-map pixels; this mode keeps most of the speed-up with closer agreement to fp32.
-* ``"bf16-compiled"``, ``"bf16-head-compiled"``: the same precision split, the forward pass compiled by
-  TorchInductor with frozen weights (:mod:`inference.cpu_compile`; prepacked oneDNN convolutions, fused
-  element-wise tail), one slice per call. Same arithmetic as the eager mode up to operation order (label
-  maps agree with the eager twin on ~99.9 % of pixels with random weights), about 25 % less CPU time for
-  the full network, paid for by a compile at the first call (minutes cold on 2 loaded cores, ~20 s for
-  the light network with a warm Inductor cache). Needs a C++ compiler on CPU.
+* ``"bf16-fusion"``: ``bf16-head`` with the ASPP in fp32 (:mod:`inference.split_head`): bf16 only in
+  the PSP, skips, Swin skips, FPN convolutions and the 1288-channel fusion conv. The ASPP is the head part
+  whose bf16 rounding moves the most labels (random weights, 512 px: agreement on the two calibration
+  phantoms 99.51 % -> 99.63 %), for ~60 of the head's ~650 GFLOPs.
+* ``"<mode>-compiled"`` (``bf16-compiled``, ``bf16-head-compiled``, ``bf16-fusion-compiled``): the same
+  split, the forward pass compiled by TorchInductor with frozen weights (:mod:`inference.cpu_compile`:
+  prepacked oneDNN convolutions with fused bias/ReLU, fused element-wise tail), one slice per call. Same
+  arithmetic as the eager mode up to operation order (label maps agree with the eager twin on ~99.7 % of
+  the pixels with random weights), ~20 % less CPU time for the full network on one thread and much less
+  sensitivity to a loaded machine at two, paid for by a compile at the first call (minutes cold on 2
+  loaded cores; ~20-30 s when Inductor's on-disk cache has the kernels). Needs a C++ compiler on CPU.
 
 Measured splits (full network, random weights, 512 px, agreement with fp32 on the bench slice / the two
 calibration phantoms): bf16 everywhere 99.00 / 99.16 %; fp32 stem + layer1, bf16 from layer2 on 99.11 /
-99.12 %; bf16 only in layer3+layer4+head 99.12 %; layer4+head 99.36 / 99.40 %; head only (``bf16-head``)
+99.12 %; bf16 in layer3+layer4+head 99.12 %; layer4+head 99.36 / 99.40 %; head only (``bf16-head``)
 99.59 / 99.51 %; stem+layer1+head 99.59 / 99.58 % (no faster: layer1 is cheap). Keeping the residual
-stream of bf16 blocks in fp32 does not help (98.95 %). So the dilated layer3/layer4 are where bf16
-rounding moves labels, and the only passing splits keep them in fp32: the speed has to come from running
-the same split faster, hence the compiled modes.
+stream of the bf16 blocks in fp32 does not help (98.95 %). The dilated layer3/layer4 are where bf16
+rounding moves labels, so every passing split keeps the backbone in fp32; in the head, fp32 ASPP helps
+most (fp32 Swin skips, conv skips or FPN convs change nothing or little). The speed has to come from
+running the split faster, hence the compiled modes.
 
 The final 1x1 classifier conv and the logit upsampling always run in fp32 (see ``BianqueHead``).
 
@@ -26,7 +32,7 @@ The final 1x1 classifier conv and the logit upsampling always run in fp32 (see `
 agree with fp32 on >= 99.5 % of the pixels of two synthetic lumbar phantom slices, checked with the
 loaded weights on the actual device when the Segmenter starts. ``auto_candidates`` gives the order to try:
 on a CPU with bf16 units, eager ``bf16`` first (fast, no compile), then for the full network
-``bf16-head-compiled`` (compiled only when whole-network bf16 fails the gate), then eager ``bf16-head``;
+``bf16-fusion-compiled`` (compiled only when whole-network bf16 fails the gate), then eager ``bf16-head``;
 the light network is fast enough eagerly and is never compiled. A candidate that cannot run (no C++
 compiler, compile error) is skipped and recorded in the choice's ``reason``.
 """
@@ -44,10 +50,11 @@ from torch import nn
 
 from inference.cpu_compile import CompiledForward, cpu_compiler_available
 from inference.model import INPUT_SIZE_MULTIPLE, BianqueNet
+from inference.split_head import head_forward
 
 COMPILED_SUFFIX = "-compiled"
-EAGER_MODES = ("fp32", "bf16", "bf16-head")
-PRECISION_MODES = (*EAGER_MODES, "bf16-compiled", "bf16-head-compiled")
+EAGER_MODES = ("fp32", "bf16", "bf16-head", "bf16-fusion")
+PRECISION_MODES = (*EAGER_MODES, "bf16-compiled", "bf16-head-compiled", "bf16-fusion-compiled")
 
 
 def _autocast(device_type: str, enabled: bool) -> contextlib.AbstractContextManager:
@@ -77,15 +84,18 @@ class PrecisionWrapper(nn.Module):
         self._compiled: CompiledForward | None = None
         if mode.endswith(COMPILED_SUFFIX):
             device_type = next(net.parameters()).device.type
-            self._compiled = CompiledForward(self._forward, device_type)
+            self._compiled = CompiledForward(PrecisionWrapper(net, self.split), device_type)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         dev = x.device.type
         with _autocast(dev, self.split == "bf16"):
             feats = self.net.backbone(x)
-        with _autocast(dev, self.split in ("bf16", "bf16-head")):
-            logits = self.net.classifier(feats)
+        if self.split == "bf16-fusion":
+            logits = head_forward(self.net.classifier, feats, bf16=True, aspp_fp32=True)
+        else:
+            with _autocast(dev, self.split in ("bf16", "bf16-head")):
+                logits = self.net.classifier(feats)
         return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +150,7 @@ def auto_candidates(variant: str, device: torch.device) -> tuple[str, ...]:
     """Reduced-precision modes for ``choose_precision`` to try, in order, for ``precision="auto"``.
 
     CUDA: ``bf16``, ``bf16-head``. CPU without bf16 units: none (fp32). CPU with bf16 units: ``bf16``
-    (eager, no compile), then for the full network ``bf16-head-compiled`` when a C++ compiler exists
+    (eager, no compile), then for the full network ``bf16-fusion-compiled`` when a C++ compiler exists
     (compiled only when whole-network bf16 failed the gate), then eager ``bf16-head``.
     """
     if device.type == "cuda":
@@ -148,7 +158,7 @@ def auto_candidates(variant: str, device: torch.device) -> tuple[str, ...]:
     if device.type != "cpu" or not cpu_has_bf16_units():
         return ()
     if variant in COMPILE_WORTHY_VARIANTS and cpu_compiler_available():
-        return ("bf16", "bf16-head-compiled", "bf16-head")
+        return ("bf16", "bf16-fusion-compiled", "bf16-head")
     return ("bf16", "bf16-head")
 
 

@@ -1,4 +1,5 @@
-"""Precision modes: the compiled bf16-head mode is selectable, gated, and agrees with fp32 (light, random)."""
+"""Precision modes: bf16-fusion and the compiled modes are selectable, gated, and agree with fp32 (light network,
+random weights); the split head keeps the head's dataflow."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from inference import build_model
 from inference.cpu_compile import cpu_compiler_available
 from inference.fuse import fold_batchnorm
+from inference.split_head import head_forward
 from inference.precision import (
     AGREEMENT_GATE,
     PRECISION_MODES,
@@ -28,7 +30,8 @@ needs_compiled_cpu = pytest.mark.skipif(
 
 
 def test_modes_are_selectable_and_ordered() -> None:
-    assert {"fp32", "bf16", "bf16-head", "bf16-compiled", "bf16-head-compiled"} <= set(PRECISION_MODES)
+    assert {"fp32", "bf16", "bf16-head", "bf16-fusion", "bf16-compiled", "bf16-head-compiled",
+            "bf16-fusion-compiled"} <= set(PRECISION_MODES)
     with pytest.raises(ValueError, match="unknown precision mode 'bf16-tail'"):
         PrecisionWrapper(build_model("light"), "bf16-tail")
     full = auto_candidates("bianquenet", CPU)
@@ -38,24 +41,51 @@ def test_modes_are_selectable_and_ordered() -> None:
     assert auto_candidates("bianquenet", torch.device("cuda")) == ("bf16", "bf16-head")
     if cpu_has_bf16_units() and cpu_compiler_available():
         # eager bf16 first (no compile), compiled bf16-head before its slower eager twin
-        assert full == ("bf16", "bf16-head-compiled", "bf16-head")
+        assert full == ("bf16", "bf16-fusion-compiled", "bf16-head")
     elif not cpu_has_bf16_units():
         assert full == light == ()
 
 
+def test_split_head_is_the_heads_own_dataflow() -> None:
+    torch.manual_seed(3)
+    net = build_model("light").eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.inference_mode():
+        feats = net.backbone(x)
+        assert torch.equal(head_forward(net.classifier, feats, bf16=False, aspp_fp32=False), net.classifier(feats))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            own = net.classifier(feats)
+        assert torch.equal(head_forward(net.classifier, feats, bf16=True, aspp_fp32=False), own)
+        fusion = head_forward(net.classifier, feats, bf16=True, aspp_fp32=True)
+        ref = net.classifier(feats)
+    assert fusion.dtype == torch.float32 and fusion.shape == ref.shape
+    assert not torch.equal(fusion, own)  # the fp32 ASPP changes the rounding
+    assert (fusion - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+@pytest.mark.skipif(not cpu_has_bf16_units(), reason="bf16 autocast on CPU is emulated without bf16 units")
+def test_bf16_fusion_passes_the_gate_on_the_light_network_with_random_weights() -> None:
+    torch.manual_seed(0)
+    net = fold_batchnorm(build_model("light").eval(), inplace=True)
+    choice = choose_precision(net, CPU, 128, ("bf16-fusion",))
+    assert choice.mode == "bf16-fusion", choice.reason
+    assert choice.agreement["bf16-fusion"] >= AGREEMENT_GATE
+    assert isinstance(choice.runner, PrecisionWrapper) and choice.runner.mode == "bf16-fusion"
+
+
 @needs_compiled_cpu
-def test_compiled_bf16_head_passes_the_gate_on_the_light_network_with_random_weights() -> None:
+def test_compiled_bf16_fusion_passes_the_gate_on_the_light_network_with_random_weights() -> None:
     torch.manual_seed(0)
     net = fold_batchnorm(build_model("light").eval(), inplace=True)
     x = torch.from_numpy(calibration_batch(128))
     with torch.inference_mode():
         ref = net(x)
-    choice = choose_precision(net, CPU, 128, ("bf16-head-compiled",))
+    choice = choose_precision(net, CPU, 128, ("bf16-fusion-compiled",))
     assert choice.skipped == {}
-    assert choice.mode == "bf16-head-compiled", choice.reason
-    assert choice.agreement["bf16-head-compiled"] >= AGREEMENT_GATE
+    assert choice.mode == "bf16-fusion-compiled", choice.reason
+    assert choice.agreement["bf16-fusion-compiled"] >= AGREEMENT_GATE
     runner = choice.runner
-    assert isinstance(runner, PrecisionWrapper) and runner.mode == "bf16-head-compiled"
+    assert isinstance(runner, PrecisionWrapper) and runner.mode == "bf16-fusion-compiled"
     # the calibrated runner serves a batch of any size slice by slice, fp32 logits at input resolution
     with torch.inference_mode():
         out = runner(torch.cat([x, x[:1]]).contiguous(memory_format=torch.channels_last))
@@ -75,8 +105,8 @@ def test_a_compiled_mode_that_cannot_run_is_skipped(monkeypatch: pytest.MonkeyPa
     assert not cpu_compiler_available()
     torch.manual_seed(0)
     net = build_model("light").eval()
-    choice = choose_precision(net, CPU, 64, ("bf16-head-compiled",))
+    choice = choose_precision(net, CPU, 64, ("bf16-fusion-compiled",))
     assert choice.mode == "fp32" and choice.runner is None
-    assert "C++ compiler" in choice.skipped["bf16-head-compiled"]
+    assert "C++ compiler" in choice.skipped["bf16-fusion-compiled"]
     assert "skipped" in choice.reason
-    assert "bf16-head-compiled" not in auto_candidates("bianquenet", CPU)
+    assert not any(m.endswith("-compiled") for m in auto_candidates("bianquenet", CPU))
