@@ -1,7 +1,7 @@
 """CPU latency of one 512x512 slice: full BianqueNet and the light variant, fp32 vs bf16 autocast.
 
 Usage: .venv/bin/python bench/bench_inference.py [--threads 2,1] [--repeats 5] [--profile] [--json out.json]
-       [--compiled] [--configs "fp32,bf16-head+CL BN-folded,..."] [--variants bianquenet]
+       [--compiled] [--configs bf16-head,bf16-fusion-compiled,...] [--variants bianquenet]
 
 * Input: a synthetic lumbar phantom slice (inference.synthetic), preprocessed like a DICOM slice
   (8-bit, CLAHE, spec normalisation). Full model: random weights (the published checkpoint is not
@@ -16,7 +16,8 @@ Usage: .venv/bin/python bench/bench_inference.py [--threads 2,1] [--repeats 5] [
 * ``--compiled`` adds the TorchInductor-compiled modes (``bf16-head-compiled``, ``bf16-compiled``; weights
   frozen, see inference.cpu_compile); their compile time at the first call is reported as ``setup_s``
   (minutes cold for the full network on 2 loaded cores; Inductor's on-disk cache makes reruns faster).
-* ``--configs`` keeps only the named configurations (fp32 is always measured: it is the reference).
+* ``--configs`` keeps only the named configurations, by full name or precision mode ("bf16-head" keeps
+  "bf16-head+CL BN-folded"); fp32 is always measured: it is the reference.
 * ``--profile`` prints the top operators of one fp32 forward pass of each model first.
 """
 
@@ -154,7 +155,7 @@ def main() -> int:
                     configs[f"{mode}-compiled+CL BN-folded"] = (folded, f"{mode}-compiled")
         if args.configs:
             keep = {c.strip() for c in args.configs.split(",")} | {"fp32"}
-            configs = {c: v for c, v in configs.items() if c in keep}
+            configs = {c: v for c, v in configs.items() if c in keep or c.split("+")[0] in keep}
         runners = {c: make_runner(m, x, bf) for c, (m, bf) in configs.items()}
         times: dict[str, list[float]] = {c: [] for c in configs}
         labels: dict[str, np.ndarray] = {}

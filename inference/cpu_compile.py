@@ -4,7 +4,9 @@ On CPU, Inductor with ``freezing`` treats the weights as constants: convolution 
 once into oneDNN's blocked layout (eager mode reorders them on every call), BatchNorm-folded biases and
 ReLUs are fused into the convolutions, the bf16 casts of the weights are done once, and the element-wise
 tail (upsampling, concatenation, window attention, LayerNorm, GELU) becomes fused C++ loops. For the full
-BianqueNet this removes about a quarter of the CPU time of the eager ``bf16-head`` forward pass.
+BianqueNet on one thread this removes about a fifth of the time of the eager ``bf16-head`` forward pass
+(2.09 vs 2.63 s); on two threads of a loaded machine about half (fewer parallel regions waiting for a
+descheduled thread). See bench/results/inference.md.
 
 Costs: the first call compiles (C++ code through the system compiler, ``g++``): minutes on a loaded
 2-core machine for the full network, tens of seconds when Inductor's on-disk cache
