@@ -73,6 +73,7 @@ def test_bf16_fusion_passes_the_gate_on_the_light_network_with_random_weights() 
     assert isinstance(choice.runner, PrecisionWrapper) and choice.runner.mode == "bf16-fusion"
 
 
+@pytest.mark.slow  # compiles the light network: ~20-45 s with a warm Inductor cache, ~2 min cold on 2 loaded cores
 @needs_compiled_cpu
 def test_compiled_bf16_fusion_passes_the_gate_on_the_light_network_with_random_weights() -> None:
     torch.manual_seed(0)
