@@ -1,11 +1,14 @@
 """The warm segmentation service: load weights once, segment batches of DICOM slices.
 
 Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA). Precision ``"auto"``
-(default): on CUDA, and on CPUs with bf16 units, the first of ``"bf16"`` (whole network under bf16
-autocast, channels_last) and ``"bf16-head"`` (backbone fp32/TF32, decoder + fusion head in bf16) whose
-label maps agree with fp32 on >= 99.5 % of two synthetic phantom slices, checked once at start-up with the
-loaded weights (:func:`inference.precision.choose_precision`, result in ``precision_choice``); otherwise
-fp32. An explicit ``precision`` skips the check.
+(default): the first candidate of :func:`inference.precision.auto_candidates` whose label maps agree with
+fp32 on >= 99.5 % of two synthetic phantom slices, checked once at start-up with the loaded weights
+(:func:`inference.precision.choose_precision`, result in ``precision_choice``); otherwise fp32. On CUDA:
+``"bf16"`` (whole network under bf16 autocast, channels_last), then ``"bf16-head"`` (backbone fp32/TF32,
+decoder + fusion head in bf16). On CPUs with bf16 units: ``"bf16"``, then for the full network
+``"bf16-fusion-compiled"`` (bf16 head with the ASPP in fp32, compiled by TorchInductor at start-up: needs a
+C++ compiler, tens of seconds; set ``TORCHINDUCTOR_CACHE_DIR`` to keep the compiled code across restarts),
+then ``"bf16-head"``. Other CPUs: fp32. An explicit ``precision`` skips the check.
 Test-time augmentation (``tta``, :mod:`inference.tta`): ``"off"`` (default) or a policy name of
 ``inference.tta.TTA_POLICIES`` / a sequence of ``TTAView``; the softmax probabilities of a few rescaled
 and gamma-changed views are averaged (no flips). Each view costs one more forward pass.
@@ -31,8 +34,8 @@ from inference.precision import (
     PRECISION_MODES,
     PrecisionChoice,
     PrecisionWrapper,
+    auto_candidates,
     choose_precision,
-    cpu_has_bf16_units,
 )
 from inference.preprocess import PreparedSlice, prepare_slice
 from inference.tta import TTAView, predict_with_views, resolve_policy
@@ -123,9 +126,8 @@ class Segmenter:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         if precision == "auto":
-            reduced = self.device.type == "cuda" or cpu_has_bf16_units()
             self.precision_choice = choose_precision(
-                model, self.device, self.input_size, ("bf16", "bf16-head") if reduced else ()
+                model, self.device, self.input_size, auto_candidates(loaded.variant, self.device)
             )
         else:
             self.precision_choice = PrecisionChoice(precision, {}, f"{precision}: requested")
@@ -133,7 +135,8 @@ class Segmenter:
         self.bf16 = self.precision != "fp32"
         model = model.to(memory_format=torch.channels_last if self.bf16 else torch.contiguous_format)
         self.model = model
-        self.runner = PrecisionWrapper(model, self.precision).eval()
+        # the calibrated wrapper when auto chose it (a compiled mode must not compile twice)
+        self.runner = (self.precision_choice.runner or PrecisionWrapper(model, self.precision)).eval()
         self.identity = ModelIdentity(
             name="BianqueNet",
             version=package_version(),
