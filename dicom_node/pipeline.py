@@ -177,6 +177,9 @@ class StudyPipeline:
                 variant=segmenter.identity.variant,
                 weights_sha256=segmenter.identity.weights_sha256,
                 device=str(segmenter.device),
+                precision=segmenter.precision,
+                precision_agreement={k: round(v, 5) for k, v in segmenter.precision_choice.agreement.items()},
+                precision_skipped=segmenter.precision_choice.skipped or None,
                 seconds=round(time.perf_counter() - started, 2),
             )
         return self._segmenter

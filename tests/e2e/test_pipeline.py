@@ -157,3 +157,21 @@ def test_processor_runs_a_node_job(plumbing_weights_file, phantom_study, tmp_pat
     paths = processor(job)
     assert sorted(p.name for p in paths) == ["report.dcm", "seg.dcm", "sr.dcm"]
     assert all(p.parent == tmp_path / "job" for p in paths)
+
+
+def test_model_loaded_event_names_the_precision_chosen_and_why(plumbing_weights_file, phantom_study, tmp_path):
+    from structlog.testing import capture_logs
+
+    from inference.precision import PRECISION_MODES
+
+    fresh = StudyPipeline(PipelineSettings(weights=str(plumbing_weights_file), device="cpu", cpu_threads=1))
+    with capture_logs() as events:
+        fresh.process_files([phantom_study.out_dir], tmp_path / "out", version=1)
+    loaded = [e for e in events if e["event"] == "model_loaded"]
+    assert len(loaded) == 1
+    event = loaded[0]
+    assert event["precision"] in PRECISION_MODES and event["device"] == "cpu"
+    # every candidate tried at start-up is reported with its label agreement; the chosen one passed the gate
+    assert all(0.0 <= v <= 1.0 for v in event["precision_agreement"].values())
+    if event["precision"] != "fp32":
+        assert event["precision_agreement"][event["precision"]] >= 0.995
