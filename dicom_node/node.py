@@ -90,12 +90,23 @@ class Node:
                      study_uid=series.study_uid)
         if self.config.spool.retention_days > 0:
             self.timers.every(RETENTION_INTERVAL_S, self.apply_retention, "retention")
+        warm_up = getattr(self._processor, "warm_up", None)
+        if callable(warm_up):  # not joined at stop: a compilation in progress must not hold the shutdown
+            threading.Thread(target=self._warm_up, args=(warm_up,), name="bianque-warm-up", daemon=True).start()
         for number in range(self.config.processing.workers):
             self._spawn(self._processing_loop, f"bianque-process-{number}")
         self._spawn(self._sending_loop, "bianque-send")
         self.receiver.start()
         log.info("node started", ae_title=self.config.network.ae_title, port=self.port,
                  destinations=[d.name for d in self.config.destinations])
+
+    @staticmethod
+    def _warm_up(warm_up: object) -> None:
+        try:
+            warm_up()  # type: ignore[operator]
+        except Exception as exc:  # noqa: BLE001 - the first job tries again and records the error
+            log.error("model could not be loaded at start-up; the first study will try again",
+                      error=f"{type(exc).__name__}: {exc}")
 
     def _spawn(self, target: object, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]

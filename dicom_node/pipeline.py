@@ -505,6 +505,12 @@ class PipelineProcessor:
         self.pipeline = pipeline or StudyPipeline(settings)
         self._lock = threading.Lock()  # one job at a time through the model (CPU threads are configured)
 
+    def warm_up(self) -> None:
+        """Load the model now (the node calls this on a background thread at start), so that the first
+        study does not wait for the weights, the start-up precision check or a compilation."""
+        with self._lock:
+            _ = self.pipeline.segmenter
+
     def __call__(self, job: Any) -> list[Path]:
         files = [path for series in job.series for path in series.files]
         with self._lock:
@@ -526,7 +532,8 @@ def weights_path(weights: str) -> Path:
 
 
 def build_processor(config: Any) -> PipelineProcessor:
-    """The node's entry point: a processor for ``config`` (NodeConfig); the model loads on the first job.
+    """The node's entry point: a processor for ``config`` (NodeConfig); the node loads the model at start
+    (``warm_up``, in the background; a job waits for it).
 
     Raises FileNotFoundError at start-up when the weights file is missing, so that the node never runs
     half-configured (receiving studies it can never analyse)."""

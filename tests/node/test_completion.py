@@ -149,3 +149,31 @@ def test_completion_timers_fire_once_per_quiet_series() -> None:
     assert timers.sweep(now=115.0) == ["1.1"]
     assert timers.sweep(now=200.0) == [] and fired == ["1.2", "1.1"]
     assert 0.05 <= CompletionTimers(0.5, fired.append).sweep_interval_s <= 0.1
+
+
+class WarmingProcessor(RecordingProcessor):
+    """A processor with ``warm_up`` (like the pipeline's): the node calls it at start, in the background."""
+
+    def __init__(self, fail_warm_up: bool = False) -> None:
+        super().__init__()
+        self.warmed = threading.Event()
+        self.warm_thread = ""
+        self.fail_warm_up = fail_warm_up
+
+    def warm_up(self) -> None:
+        self.warm_thread = threading.current_thread().name
+        self.warmed.set()
+        if self.fail_warm_up:
+            raise RuntimeError("weights unreadable")
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_processor_is_warmed_up_at_start_and_a_failed_warm_up_keeps_the_node_serving(node_factory, mr_study,
+                                                                                      fail: bool) -> None:
+    processor = WarmingProcessor(fail_warm_up=fail)
+    node = node_factory(processor=processor)
+    assert processor.warmed.wait(10), "warm_up was not called at start"
+    assert processor.warm_thread == "bianque-warm-up"
+    _storescu(node, *mr_study.series[0].files)
+    wait_for(lambda: processor.jobs, 20, "the study job ran")
+    assert [job.study_uid for job in processor.jobs] == [mr_study.study_uid]
