@@ -33,6 +33,11 @@ import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
+# Import the packages that share a name with a tests/ folder first: once tests/ is on sys.path, a bare
+# `.venv/bin/pytest` (no repo root on sys.path, editable install) would resolve them to the test folders.
+import inference  # noqa: E402,F401
+import quantitation  # noqa: E402,F401
+
 if str(TESTS_DIR) not in sys.path:
     sys.path.append(str(TESTS_DIR))  # appended: tests/inference etc. must not shadow the packages
 
