@@ -357,7 +357,14 @@ class BianqueHead(nn.Module):
         )
 
     def forward(self, f: dict[str, torch.Tensor]) -> torch.Tensor:
-        f32 = self.aspp(self.psp(f["out"]))
+        hidden = self.fuse(self.aspp(self.psp(f["out"])), f)
+        # final 1x1 conv in fp32 even under autocast: bf16 logits (8-bit mantissa) would create argmax ties
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.classifier[-1](hidden.float())
+
+    def fuse(self, f32: torch.Tensor, f: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The top-down path and fusion from the DFE output ``f32`` and the skip features, up to (not
+        including) the final 1x1 classifier conv."""
         l2, low, c1 = f["layer_2"], f["low_level"], f["conv1"]
         p64 = torch.cat([self.skip_layer2(l2), self.swin_skip_layer2(l2), _up(f32, l2.shape[-2:])], 1)
         p128 = torch.cat([self.skip_layer1(low), self.swin_skip_layer1(low), _up(p64, low.shape[-2:])], 1)
@@ -366,10 +373,7 @@ class BianqueHead(nn.Module):
         fused = torch.cat(
             [_up(f32, size), _up(self.fpn_64(p64), size), _up(self.fpn_128(p128), size), self.fpn_256(p256)], 1
         )
-        hidden = self.classifier[:-1](fused)
-        # final 1x1 conv in fp32 even under autocast: bf16 logits (8-bit mantissa) would create argmax ties
-        with torch.autocast(device_type=hidden.device.type, enabled=False):
-            return self.classifier[-1](hidden.float())
+        return self.classifier[:-1](fused)
 
 
 class BianqueNet(nn.Module):

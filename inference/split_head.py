@@ -1,6 +1,7 @@
 """BianqueNet's decoder/fusion head with its ASPP in fp32 and everything else under bf16 autocast.
 
-Same dataflow as :meth:`inference.model.BianqueHead.forward` (kept in step by
+Same dataflow as :meth:`inference.model.BianqueHead.forward`, sharing its fusion path (``BianqueHead.fuse``;
+kept in step by
 ``tests/inference/test_precision.py``, which checks that with ``aspp_fp32=False`` this function gives the
 head's own output bit for bit, in fp32 and under autocast). Measured on the full network with random
 weights, the ASPP (three atrous 3x3 convolutions 4096 -> 256 on the exploding, un-normalised layer-4
@@ -15,7 +16,7 @@ import contextlib
 
 import torch
 
-from inference.model import BianqueHead, _up
+from inference.model import BianqueHead
 
 
 def _bf16(device_type: str, enabled: bool) -> contextlib.AbstractContextManager:
@@ -35,14 +36,6 @@ def head_forward(head: BianqueHead, f: dict[str, torch.Tensor], bf16: bool, aspp
         with _bf16(dev, bf16):
             f32 = head.aspp(pooled)
     with _bf16(dev, bf16):
-        l2, low, c1 = f["layer_2"], f["low_level"], f["conv1"]
-        p64 = torch.cat([head.skip_layer2(l2), head.swin_skip_layer2(l2), _up(f32, l2.shape[-2:])], 1)
-        p128 = torch.cat([head.skip_layer1(low), head.swin_skip_layer1(low), _up(p64, low.shape[-2:])], 1)
-        p256 = torch.cat([head.skip_conv1(c1), head.swin_skip_conv1(c1), _up(p128, c1.shape[-2:])], 1)
-        size = c1.shape[-2:]
-        fused = torch.cat(
-            [_up(f32, size), _up(head.fpn_64(p64), size), _up(head.fpn_128(p128), size), head.fpn_256(p256)], 1
-        )
-        hidden = head.classifier[:-1](fused)
+        hidden = head.fuse(f32, f)
     with _bf16(dev, False):  # final 1x1 conv in fp32, as in BianqueHead.forward
         return head.classifier[-1](hidden.float())

@@ -11,25 +11,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dicom_factory import canonical_pattern, make_mr, reorient, source_iop  # noqa: E402
+from model_factory import planted_weights  # noqa: E402
 
 from inference import build_model  # noqa: E402
 from inference.segmenter import ModelIdentity, SegmentationResult, Segmenter, package_version  # noqa: E402
 from inference.weights_io import WeightsError, file_sha256, save_weights  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-def _planted_weights(tmp_path: Path, bias: list[float], name: str = "planted.pt") -> Path:
-    """Light model whose logits are the constant ``bias`` everywhere (final conv weights zeroed)."""
-    torch.manual_seed(0)
-    model = build_model("light")
-    final = model.classifier.classifier[3]
-    with torch.no_grad():
-        final.weight.zero_()
-        final.bias.copy_(torch.tensor(bias))
-    path = tmp_path / name
-    save_weights(path, model, "light", 128, {"note": "test"}, half=False)
-    return path
 
 
 def _dataset(layout=(True, False, True), spacing=(0.6, 0.9)):
@@ -67,7 +55,7 @@ def test_planted_model_labels_the_whole_image_and_decoding_is_selectable(tmp_pat
     # CSF most probable everywhere (p ~ 0.37 < 0.5): argmax labels every image pixel CSF, threshold none
     bias = [0.0] * 14
     bias[1], bias[2] = 2.0, 1.5
-    path = _planted_weights(tmp_path, bias)
+    path = planted_weights(tmp_path, bias)
     ds = _dataset()
     seg = Segmenter(path, device="cpu")
     r = seg.segment([ds])[0]
@@ -102,7 +90,7 @@ def test_errors_are_clear(tmp_path: Path) -> None:
 def test_bf16_modes_run_on_cpu_and_agree_with_fp32(tmp_path: Path, precision: str) -> None:
     # planted decisive model: logits differ by 1.0+ between classes, so bf16 rounding cannot flip labels
     bias = [float(i) * 0.5 for i in range(14)]
-    path = _planted_weights(tmp_path, bias)
+    path = planted_weights(tmp_path, bias)
     ds = _dataset()
     r32 = Segmenter(path, device="cpu", precision="fp32").segment([ds])[0]
     rbf = Segmenter(path, device="cpu", precision=precision).segment([ds])[0]
@@ -134,7 +122,7 @@ def test_auto_precision_is_gated_on_label_agreement(tmp_path: Path) -> None:
     from inference.precision import calibration_batch, choose_precision, cpu_has_bf16_units
 
     # a decisive (planted) model passes the gate: bf16 when the CPU has bf16 units
-    path = _planted_weights(tmp_path, [float(i) * 0.5 for i in range(14)])
+    path = planted_weights(tmp_path, [float(i) * 0.5 for i in range(14)])
     seg = Segmenter(path, device="cpu")
     expected = "bf16" if cpu_has_bf16_units() else "fp32"
     assert seg.precision == expected == seg.precision_choice.mode

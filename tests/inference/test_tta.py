@@ -11,6 +11,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dicom_factory import canonical_pattern, make_mr, reorient, source_iop  # noqa: E402
+from model_factory import planted_weights  # noqa: E402
 
 from inference import build_model  # noqa: E402
 from inference.segmenter import Segmenter  # noqa: E402
@@ -97,18 +98,6 @@ def test_policy_parsing_and_errors() -> None:
         parse_views("1:2:3")
 
 
-def _planted_weights(tmp_path: Path, bias: list[float]) -> Path:
-    torch.manual_seed(0)
-    model = build_model("light")
-    final = model.classifier.classifier[3]
-    with torch.no_grad():
-        final.weight.zero_()
-        final.bias.copy_(torch.tensor(bias))
-    path = tmp_path / "planted.pt"
-    save_weights(path, model, "light", S, {"note": "test"}, half=False)
-    return path
-
-
 def _dataset():
     img, _ = canonical_pattern()
     return make_mr(reorient(img, True, False, True), source_iop(True, False, True), spacing=(0.9, 0.6))
@@ -134,7 +123,7 @@ def test_segmenter_tta_keeps_threshold_decoding_at_the_image_border(tmp_path: Pa
     # constant p(CSF) ~ 0.6 everywhere: with correct per-view weights every image pixel stays above 0.5
     bias = [0.0] * 14
     bias[1] = float(np.log(0.6 / 0.4 * 13))
-    path = _planted_weights(tmp_path, bias)
+    path = planted_weights(tmp_path, bias, size=S)
     seg = Segmenter(path, device="cpu", precision="fp32", decoding="threshold", tta="scale")
     r = seg.segment([_dataset()])[0]
     assert (r.label_map == 1).all()
