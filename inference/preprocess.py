@@ -25,12 +25,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from inference.dicom_pixels import PreprocessingError, resolve_frame_index, windowed_frame
+from inference.normalisation import NORM_MEAN, NORM_STD, normalise  # noqa: F401 - re-exported
 from inference.variants import INPUT_SIZE_MULTIPLE
 
-NORM_MEAN = 0.2703814
-NORM_STD = 0.24898738
-CLAHE_CLIP_LIMIT = 2.0
-CLAHE_TILES = (8, 8)
 MIN_SAGITTAL_NORMAL_X = 0.5  # |normal . x| below this: not a sagittal slice
 
 __all__ = ["PreparedSlice", "PreprocessingError", "SliceTransform", "orientation_ops", "prepare_slice"]
@@ -180,16 +177,6 @@ def orientation_ops(iop: tuple[float, ...] | None) -> tuple[bool, bool, bool]:
     transpose = bool(abs(u[2]) > abs(v[2]))
     row_vec, col_vec = (u, v) if transpose else (v, u)
     return transpose, bool(row_vec[2] > 0), bool(col_vec[1] < 0)
-
-
-def _clahe(image8: np.ndarray) -> np.ndarray:
-    return cv2.createCLAHE(clipLimit=CLAHE_CLIP_LIMIT, tileGridSize=CLAHE_TILES).apply(image8)
-
-
-def normalise(image8: np.ndarray) -> np.ndarray:
-    """(S, S) uint8 -> (3, S, S) float32 network input: CLAHE, /255, spec mean/std."""
-    x = (_clahe(image8).astype(np.float32) / 255.0 - NORM_MEAN) / NORM_STD
-    return np.ascontiguousarray(np.broadcast_to(x, (3, *x.shape)), dtype=np.float32)
 
 
 def prepare_slice(ds: Dataset, frame_index: int | None = None, input_size: int = 512) -> PreparedSlice:

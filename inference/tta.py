@@ -18,13 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-try:  # the inference pipeline's own CLAHE + normalisation (inference.preprocess needs pydicom)
-    from inference.preprocess import normalise
-except ImportError:  # pragma: no cover - GPU training box without pydicom: identical fallback
-    def normalise(image8: np.ndarray) -> np.ndarray:
-        x = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(image8)
-        x = (x.astype(np.float32) / 255.0 - 0.2703814) / 0.24898738
-        return np.ascontiguousarray(np.broadcast_to(x, (3, *x.shape)), dtype=np.float32)
+from inference.normalisation import normalise
 
 
 @dataclass(frozen=True)

@@ -17,21 +17,7 @@ import numpy as np
 
 from inference.training.labels import CODE_BACKGROUND
 
-try:  # the inference pipeline's own CLAHE + normalisation (needs pydicom via inference.preprocess)
-    from inference.preprocess import normalise as _inference_normalise
-except ImportError:  # pragma: no cover - GPU box without pydicom: identical fallback
-    _inference_normalise = None
-
-NORM_MEAN = 0.2703814
-NORM_STD = 0.24898738
-
-
-def normalise_1ch(image8: np.ndarray) -> np.ndarray:
-    """(S, S) uint8 -> (S, S) float32: CLAHE then the spec normalisation (one of the 3 identical channels)."""
-    if _inference_normalise is not None:
-        return _inference_normalise(image8)[0]
-    x = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(image8)
-    return (x.astype(np.float32) / 255.0 - NORM_MEAN) / NORM_STD
+from inference.normalisation import NORM_MEAN, NORM_STD, normalise_1ch  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
