@@ -39,7 +39,6 @@ compiler, compile error) is skipped and recorded in the choice's ``reason``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,17 +49,11 @@ from torch import nn
 
 from inference.cpu_compile import CompiledForward, cpu_compiler_available
 from inference.model import INPUT_SIZE_MULTIPLE, BianqueNet
-from inference.split_head import head_forward
+from inference.split_head import bf16_autocast, head_forward
 
 COMPILED_SUFFIX = "-compiled"
 EAGER_MODES = ("fp32", "bf16", "bf16-head", "bf16-fusion")
 PRECISION_MODES = (*EAGER_MODES, "bf16-compiled", "bf16-head-compiled", "bf16-fusion-compiled")
-
-
-def _autocast(device_type: str, enabled: bool) -> contextlib.AbstractContextManager:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
 
 
 def base_mode(mode: str) -> str:
@@ -89,12 +82,12 @@ class PrecisionWrapper(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         dev = x.device.type
-        with _autocast(dev, self.split == "bf16"):
+        with bf16_autocast(dev, self.split == "bf16"):
             feats = self.net.backbone(x)
         if self.split == "bf16-fusion":
             logits = head_forward(self.net.classifier, feats, bf16=True, aspp_fp32=True)
         else:
-            with _autocast(dev, self.split in ("bf16", "bf16-head")):
+            with bf16_autocast(dev, self.split in ("bf16", "bf16-head")):
                 logits = self.net.classifier(feats)
         return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
 

@@ -19,7 +19,8 @@ import torch
 from inference.model import BianqueHead
 
 
-def _bf16(device_type: str, enabled: bool) -> contextlib.AbstractContextManager:
+def bf16_autocast(device_type: str, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device_type`` when ``enabled``; autocast explicitly off (fp32) otherwise."""
     return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
 
 
@@ -27,15 +28,15 @@ def head_forward(head: BianqueHead, f: dict[str, torch.Tensor], bf16: bool, aspp
     """Logits at half input resolution (fp32). ``bf16``: the head under bf16 autocast; ``aspp_fp32``: except
     the ASPP, run in fp32 on the PSP output and rounded to bf16 afterwards."""
     dev = f["out"].device.type
-    with _bf16(dev, bf16):
+    with bf16_autocast(dev, bf16):
         pooled = head.psp(f["out"])
     if aspp_fp32 and bf16:
-        with _bf16(dev, False):
+        with bf16_autocast(dev, False):
             f32 = head.aspp(pooled.float()).to(torch.bfloat16)
     else:
-        with _bf16(dev, bf16):
+        with bf16_autocast(dev, bf16):
             f32 = head.aspp(pooled)
-    with _bf16(dev, bf16):
+    with bf16_autocast(dev, bf16):
         hidden = head.fuse(f32, f)
-    with _bf16(dev, False):  # final 1x1 conv in fp32, as in BianqueHead.forward
+    with bf16_autocast(dev, False):  # final 1x1 conv in fp32, as in BianqueHead.forward
         return head.classifier[-1](hidden.float())
