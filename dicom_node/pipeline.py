@@ -16,6 +16,7 @@ saying so).
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import structlog
 from pydicom.dataset import Dataset
 
 from dicom_node.pipeline_results import map_quantitation, results_document, write_json
+from dicom_node.scu import SR_CLASS_BY_KIND
 from dicom_node.selection import (
     InstanceHeader,
     SelectionRules,
@@ -41,6 +43,7 @@ from dicom_node.selection import (
     series_slices,
 )
 from dicom_node.slice_choice import best_index
+from dicom_node.spool import write_durably
 
 PIPELINE_VERSION = "1"
 FALLBACK_SLICES = 2  # neighbours tried, nearest first, when the mid-sagittal slice cannot be read
@@ -450,20 +453,14 @@ class StudyPipeline:
 # helpers
 
 OUTPUT_NAMES = {"seg": "seg.dcm", "sr": "sr.dcm", "report": "report.dcm", "no_series_sr": "sr.dcm",
-                "sr-enhanced": "sr-enhanced.dcm", "sr-comprehensive": "sr-comprehensive.dcm",
-                "sr-comprehensive3d": "sr-comprehensive3d.dcm"}
+                **{f"sr-{kind}": f"sr-{kind}.dcm" for kind in SR_CLASS_BY_KIND}}
 
 
 def _write_dataset(out_dir: Path, kind: str, ds: Dataset) -> OutputFile:
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / OUTPUT_NAMES[kind]
-    tmp = path.with_name(path.name + ".tmp")
-    ds.save_as(tmp, enforce_file_format=True)
-    with open(tmp, "rb") as handle:
-        import os
-
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    write_durably(path, buffer.getvalue())
     return OutputFile(
         kind=kind,
         path=path,
@@ -522,23 +519,16 @@ class PipelineProcessor:
         return outcome.paths
 
 
-def weights_path(weights: str) -> Path:
-    """The file behind the ``[model] weights`` setting (``default`` = the shipped light model)."""
-    if weights == "default":
-        from inference.weights_io import DEFAULT_WEIGHTS_PATH
-
-        return Path(DEFAULT_WEIGHTS_PATH)
-    return Path(weights)
-
-
 def build_processor(config: Any) -> PipelineProcessor:
     """The node's entry point: a processor for ``config`` (NodeConfig); the node loads the model at start
     (``warm_up``, in the background; a job waits for it).
 
     Raises FileNotFoundError at start-up when the weights file is missing, so that the node never runs
     half-configured (receiving studies it can never analyse)."""
+    from inference.weights_io import resolve_weights_path
+
     settings = PipelineSettings.from_config(config)
-    path = weights_path(settings.weights)
+    path = resolve_weights_path(settings.weights)
     if not path.is_file():
         raise FileNotFoundError(
             f"model weights not found: {path} (setting [model] weights = {settings.weights!r}). Point it at a "

@@ -174,6 +174,12 @@ def _read(path: Path) -> Any:
         raise WeightsError(f"cannot read weights file {path}: {exc}") from exc
 
 
+def resolve_weights_path(path: str | Path = "default") -> Path:
+    """The file behind a weights setting: ``"default"`` is :data:`DEFAULT_WEIGHTS_PATH` (the shipped light
+    model), anything else a path."""
+    return DEFAULT_WEIGHTS_PATH if str(path) == "default" else Path(path)
+
+
 def load_weights(
     path: str | Path = "default", device: str | torch.device = "cpu", expected_variant: str | None = None
 ) -> LoadedModel:
@@ -182,7 +188,7 @@ def load_weights(
     ``path="default"`` means :data:`DEFAULT_WEIGHTS_PATH`. ``expected_variant``: raise
     :class:`WeightsError` when the file holds another variant.
     """
-    p = DEFAULT_WEIGHTS_PATH if str(path) == "default" else Path(path)
+    p = resolve_weights_path(path)
     if not p.is_file():
         raise WeightsError(f"weights file not found: {p}. {_HOW_TO_GET}")
     data = _read(p)

@@ -138,9 +138,9 @@ def run(args: argparse.Namespace) -> int:
     node_port, pacs_port = _free_port(), _free_port()
     config = demo_config(args.config, workdir, node_port, pacs_port, args.quiet_period, args.weights)
     configure_logging(config.logging)
-    from inference.weights_io import DEFAULT_WEIGHTS_PATH
+    from inference.weights_io import resolve_weights_path
 
-    weights = DEFAULT_WEIGHTS_PATH if config.model.weights == "default" else Path(config.model.weights)
+    weights = resolve_weights_path(config.model.weights)
     if not weights.is_file():
         console.print(f"[red]weights file not found: {weights}[/] (the shipped light model, or --weights FILE)")
         return 1
