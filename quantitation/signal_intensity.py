@@ -64,10 +64,12 @@ def original_peaks(values: NDArray[np.uint8]) -> Peaks:
 
 
 # ---------------------------------------------------------------- robust (default) ------------------------
-def _smoothed_histogram(
-    values: NDArray[np.uint8], sigma: float, weights: NDArray[np.float64] | None = None
-) -> NDArray[np.float64]:
-    hist = np.bincount(values, weights=weights, minlength=256).astype(np.float64)
+def _histogram(values: NDArray[np.uint8], weights: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    return np.bincount(values, weights=weights, minlength=256).astype(np.float64)
+
+
+def _smoothed_histogram(hist: NDArray[np.float64], sigma: float) -> NDArray[np.float64]:
+    """``hist`` (256 bins) convolved with a Gaussian of ``sigma`` grey levels."""
     radius = int(np.ceil(4 * sigma))
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
@@ -131,8 +133,8 @@ def robust_peaks(
     """
     if values.size == 0:
         raise ValueError("empty region")
-    hist = np.bincount(values, weights=weights, minlength=256).astype(np.float64)
-    h = _smoothed_histogram(values, sigma, weights)
+    hist = _histogram(values, weights)
+    h = _smoothed_histogram(hist, sigma)
     h = h / h.sum()
     k = np.arange(h.size, dtype=np.float64)
     support = np.flatnonzero(h > 0)
@@ -159,17 +161,21 @@ def robust_level(
     histogram. Saturated values are kept: a CSF at the top of the scale is best estimated by 255."""
     if values.size == 0:
         raise ValueError("empty region")
-    h = _smoothed_histogram(values, sigma, weights)
+    h = _smoothed_histogram(_histogram(values, weights), sigma)
     return _refine(h, int(np.argmax(h)))
+
+
+def _inside_distance(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Distance of each mask pixel (row-major, as ``image[mask]``) to the nearest pixel outside the mask
+    (the image border counts as outside)."""
+    return ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][mask]
 
 
 def rim_weights(mask: NDArray[np.bool_], ramp_px: float = RIM_RAMP_PX) -> NDArray[np.float64]:
     """Weight of each mask pixel (row-major order, as ``image[mask]``): rises linearly with the distance
     to the nearest outside pixel, (d - 0.5) / ramp, capped at 1. Partial-volume pixels on the rim, whose
     share changes most when a segmentation grows or shrinks by a pixel, count less."""
-    padded = np.pad(mask, 1)
-    dist = ndimage.distance_transform_edt(padded)[1:-1, 1:-1]
-    return np.clip((dist[mask] - 0.5) / ramp_px, 0.0, 1.0)
+    return np.clip((_inside_distance(mask) - 0.5) / ramp_px, 0.0, 1.0)
 
 
 def disc_weights(mask: NDArray[np.bool_], share: float = DISC_RAMP_SHARE) -> NDArray[np.float64]:
@@ -178,8 +184,7 @@ def disc_weights(mask: NDArray[np.bool_], share: float = DISC_RAMP_SHARE) -> NDA
     disc's largest. The rim (partial volume, the pixels a one-pixel change of the segmentation adds or
     removes) counts less, and because the ramp scales with the disc's own thickness an eroded or dilated
     mask weights the same anatomical layers about as the original does."""
-    padded = np.pad(mask, 1)
-    dist = ndimage.distance_transform_edt(padded)[1:-1, 1:-1][mask]
+    dist = _inside_distance(mask)
     if dist.size == 0:
         return dist
     return np.clip((dist - 0.5) / (share * (dist.max() - 0.5)), 0.0, 1.0)  # d >= 1 inside a mask
