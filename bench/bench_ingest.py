@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,27 +35,12 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import free_port, machine, wait_port  # noqa: E402
 STORESCU = "/usr/bin/storescu"
 STORESCP = "/usr/bin/storescp"
 ORTHANC = next((p for p in ("/usr/sbin/Orthanc", "/usr/bin/Orthanc") if os.path.exists(p)), None)
 NODE_AET = "BIANQUE"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on port {port} after {timeout_s} s")
 
 
 def env(nodelay: bool = True) -> dict[str, str]:
@@ -204,23 +187,6 @@ def send(receiver: Receiver, files: list[Path], associations: int, nodelay: bool
     if errors:
         raise RuntimeError(f"storescu to {receiver.name} failed: {errors}")
     return elapsed
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPU cores ({cpu}), {mem:.0f} GiB RAM, "
-        f"Python {platform.python_version()}; load average before the run {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}"
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -30,6 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the project first: tests/inference must not shadow the inference package
 sys.path.append(str(REPO / "tests"))  # peers.OrthancPeer: Orthanc on free loopback ports
+sys.path.insert(1, str(Path(__file__).resolve().parent))
+from bench_common import machine, wait_port  # noqa: E402
 
 SHIPPED_LIGHT = REPO / "inference" / "weights" / "bianque-light.pt"
 SR_CLASSES = {"1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34"}
@@ -60,17 +61,6 @@ def vm_hwm_mib(pid: int) -> float:
     return float("nan")
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    load = os.getloadavg()
-    return (f"{platform.system()} {platform.release()}, {os.cpu_count()} CPU cores ({cpu}), Python "
-            f"{platform.python_version()}; load average at start {load[0]:.2f}/{load[1]:.2f}/{load[2]:.2f}")
-
-
 def measure(variant: str, weights: Path, studies: int, quiet_s: float, threads: int, root: Path) -> tuple[list[Run], float]:
     from peers import OrthancPeer, free_port, peer_env
 
@@ -98,15 +88,7 @@ def measure(variant: str, weights: Path, studies: int, quiet_s: float, threads: 
                             stderr=subprocess.STDOUT)
     runs: list[Run] = []
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                import socket
-
-                with socket.create_connection(("127.0.0.1", node_port), timeout=0.5):
-                    break
-            except OSError:
-                time.sleep(0.05)
+        wait_port(node_port, 60)
         for number in range(studies):
             manifest = write_study(root / f"study{number}", seed=100 + number)
             result = subprocess.run(
