@@ -22,6 +22,7 @@ from pynetdicom.transport import ThreadedAssociationServer
 from . import reactor_wakeup, status_codes
 from .config import NodeConfig
 from .context_copy import ContextList
+from .header_scan import scan_header
 from .headers import InstanceHeader, UndecodableDataset, read_header
 from .index import SpoolIndex, StoreResult
 from .part10 import file_header
@@ -178,10 +179,16 @@ class Receiver:
         request = event.request
         requested_sop = str(request.AffectedSOPInstanceUID or "").strip()
         requested_class = str(request.AffectedSOPClassUID or "").strip()
-        data = file_header(requested_class, requested_sop, str(event.context.transfer_syntax)) + \
-            event.request.DataSet.getvalue()  # the data set as received, never decoded and re-encoded
+        transfer_syntax = str(event.context.transfer_syntax)
+        # the data set as received, never decoded and re-encoded; a view, not a copy, of pynetdicom's buffer
+        with request.DataSet.getbuffer() as body:
+            return self._store_body(body, file_header(requested_class, requested_sop, transfer_syntax),
+                                    transfer_syntax, requested_sop, requested_class, peer)
+
+    def _store_body(self, body: memoryview, prefix: bytes, transfer_syntax: str, requested_sop: str,
+                    requested_class: str, peer: dict[str, Any]) -> int | Dataset:
         try:
-            header = read_header(data)
+            header = scan_header(body, transfer_syntax) or read_header(prefix + bytes(body))
         except UndecodableDataset as exc:
             log.warning("c-store rejected: cannot decode data set", **peer, sop_instance_uid=requested_sop[:64],
                         error=str(exc)[:200])
@@ -203,7 +210,7 @@ class Receiver:
             return status_codes.SUCCESS
         path = instance_path(self.spool_dir, header.study_instance_uid, header.series_instance_uid, header.sop_instance_uid)
         try:
-            store_instance(path, data, journaled=self._journaled)
+            store_instance(path, (prefix, body), journaled=self._journaled)
         except OSError as exc:
             log.error("c-store refused: cannot write to spool", **peer, **uids, path=str(path), error=str(exc),
                       hint="check free space and permissions of spool.directory")

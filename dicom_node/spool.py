@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeAlias
 
 from .uids import validate_uid
 
+Buffer: TypeAlias = bytes | bytearray | memoryview
 INSTANCE_SUFFIX = ".dcm"
 TEMP_SUFFIX = ".tmp"
 
@@ -53,6 +55,8 @@ def _make_parents(path: Path) -> None:
     """Create the missing folders above ``path``, each made durable in its parent."""
     created = []
     parent = path.parent
+    if parent.is_dir():
+        return
     while not parent.exists():
         created.append(parent)
         parent = parent.parent
@@ -115,11 +119,13 @@ def rename_is_journaled(directory: Path) -> bool:
     return _filesystem_type(str(directory)) in JOURNALED_RENAME_FILESYSTEMS
 
 
-def store_instance(path: Path, data: bytes, journaled: bool | None = None) -> None:
+def store_instance(path: Path, data: bytes | Sequence[Buffer], journaled: bool | None = None) -> None:
     """Store a received instance under ``path``; after return it survives a crash or power loss.
 
-    The bytes are written once to a temporary file in the target folder, atomically renamed into
-    place, and only then fsynced. On a journaling file system (``journaled``; detected from the
+    ``data`` is the file's bytes, or its consecutive parts (the Part 10 header and a view of the
+    received data set: written one after the other, never joined in memory). The bytes are written
+    once to a temporary file in the target folder, atomically renamed into place, and only then
+    fsynced. On a journaling file system (``journaled``; detected from the
     spool's mount when None) that single fsync commits the file's data, its inode and its rename
     (see JOURNALED_RENAME_FILESYSTEMS), so the instance is durable with one device flush instead of
     three. Elsewhere the folder is fsynced as well. New folders are fsynced into their parents once.
@@ -138,9 +144,11 @@ def store_instance(path: Path, data: bytes, journaled: bool | None = None) -> No
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
     renamed = False
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        for part in (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data:
+            with memoryview(part) as whole:
+                written = 0
+                while written < len(whole):
+                    written += os.write(fd, whole[written:])
         os.replace(tmp, path)
         renamed = True
         os.fsync(fd)  # fsync, not fdatasync: the rename changed the inode (ctime), tying its transaction
