@@ -13,7 +13,9 @@ Test-time augmentation (``tta``, :mod:`inference.tta`): ``"off"`` (default) or a
 ``inference.tta.TTA_POLICIES`` / a sequence of ``TTAView``; the softmax probabilities of a few rescaled
 and gamma-changed views are averaged (no flips). Each view costs one more forward pass.
 Decoding is argmax by default (no unassigned pixels); ``decoding="threshold"`` selects the original
-per-channel p > 0.5 rule. See :mod:`inference.postprocess`. BatchNorm is folded into the convolutions
+per-channel p > 0.5 rule. ``level_assignment="sacrum"`` (default) re-assigns vertebra/disc levels by
+counting discs from the sacrum when the evidence is clear, ``"off"`` keeps the network's levels. See
+:mod:`inference.postprocess`. BatchNorm is folded into the convolutions
 (``fold_bn=True``, inference only; same outputs to ~1e-5).
 """
 
@@ -29,7 +31,7 @@ import torch
 from pydicom.dataset import Dataset
 
 from inference.fuse import fold_batchnorm
-from inference.postprocess import DECODINGS, MORPHOLOGIES, postprocess
+from inference.postprocess import DECODINGS, LEVEL_ASSIGNMENTS, MORPHOLOGIES, postprocess
 from inference.precision import (
     PRECISION_MODES,
     PrecisionChoice,
@@ -100,6 +102,7 @@ class Segmenter:
         fold_bn: bool = True,
         morphology: str = "fixed",
         tta: str | Sequence[TTAView] | None = None,
+        level_assignment: str = "sacrum",
     ) -> None:
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; use one of {DECODINGS}")
@@ -114,6 +117,9 @@ class Segmenter:
         if morphology not in MORPHOLOGIES:
             raise ValueError(f"unknown morphology {morphology!r}; use one of {MORPHOLOGIES}")
         self.morphology = morphology
+        if level_assignment not in LEVEL_ASSIGNMENTS:
+            raise ValueError(f"unknown level assignment {level_assignment!r}; use one of {LEVEL_ASSIGNMENTS}")
+        self.level_assignment = level_assignment
         self.tta_views = resolve_policy(tta)
         self.input_size = int(input_size or loaded.input_size)
         if self.input_size % INPUT_SIZE_MULTIPLE:
@@ -196,7 +202,7 @@ class Segmenter:
             chunk = prepared[start:start + batch_size]
             probs = self.predict_tta([p.model_image_8bit for p in chunk], [p.model_input for p in chunk])
             for prep, prob in zip(chunk, probs):
-                post = postprocess(prob, decoding, prep.valid_mask, self.morphology)
+                post = postprocess(prob, decoding, prep.valid_mask, self.morphology, self.level_assignment)
                 results.append(
                     SegmentationResult(
                         label_map=prep.transform.labels_to_source(post.label_map),

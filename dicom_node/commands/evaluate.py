@@ -19,6 +19,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="test-time augmentation: off (default), scale, gamma, scale-gamma, or comma-separated "
              "views scale[:gamma], e.g. 1,0.9,1.1:1.25 (probabilities averaged; no flips)",
     )
+    parser.add_argument(
+        "--postprocess", default="none", choices=("none", "fixed", "sacrum"),
+        help="none (default): the network's argmax; fixed: the node's morphology with the network's levels; "
+             "sacrum: morphology and levels counted from the sacrum (the node's default)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, help="write the JSON report here (default: stdout only)")
     parser.add_argument("--markdown", type=Path, help="write the Markdown table here")
@@ -47,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             samples = load_eval_set(name, root, split=args.split, phantom_count=args.phantoms, phantom_size=size)
             if not samples:
                 raise DatasetError(f"dataset {name!r} has no labelled slices in split {args.split!r}")
-            reports.append(evaluate_model(loaded.model, samples, size, name, args.device, views=views))
+            reports.append(evaluate_model(loaded.model, samples, size, name, args.device, views=views,
+                                          postprocessing=args.postprocess))
     except (WeightsError, DatasetError, ValueError, OSError) as exc:
         print(f"bianque evaluate: {exc}", file=sys.stderr)
         return 2

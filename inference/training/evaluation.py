@@ -3,7 +3,9 @@
 For each sample, the network sees the canvas-fitted, CLAHE-normalised image (optionally several
 test-time views, :mod:`inference.tta`, whose softmax probabilities are averaged); the probabilities are
 cropped to the image area, resized back to the sample's own grid (bilinear) and turned into a label map
-by argmax. A class counts for a sample when the source labels it exactly there (``Sample.labelled``)
+by argmax (``postprocessing="none"``, default: the network alone) or by :func:`inference.postprocess.postprocess`
+(``"fixed"``: morphology with the network's levels; ``"sacrum"``: morphology and level assignment counted
+from the sacrum). A class counts for a sample when the source labels it exactly there (``Sample.labelled``)
 and the reference mask is non-empty; the score of a class is the mean over such samples.
 """
 
@@ -18,10 +20,14 @@ import cv2
 import numpy as np
 import torch
 
+from inference.postprocess import postprocess
 from inference.training.datasets import CLASS_NAMES, Sample
 from inference.training.labels import BODIES, DISCS, S1
 from inference.training.transforms import fit_to_canvas
 from inference.tta import TTAView, predict_with_views
+
+
+POSTPROCESSINGS = ("none", "fixed", "sacrum")
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,15 @@ def predict_probabilities(
 def predict_labels(
     model: torch.nn.Module, image8: np.ndarray, size: int, device: torch.device | str = "cpu",
     spacing: tuple[float, float] | None = None, tta_scales: Sequence[float] = (1.0,),
-    views: Sequence[TTAView] | None = None,
+    views: Sequence[TTAView] | None = None, postprocessing: str = "none",
 ) -> np.ndarray:
-    """Label map (argmax) on the image's own grid."""
-    return predict_probabilities(model, image8, size, device, spacing, tta_scales, views).argmax(0).astype(np.uint8)
+    """Label map on the image's own grid: argmax, or post-processed (``postprocessing``, module docstring)."""
+    if postprocessing not in POSTPROCESSINGS:
+        raise ValueError(f"unknown post-processing {postprocessing!r}; use one of {POSTPROCESSINGS}")
+    probs = predict_probabilities(model, image8, size, device, spacing, tta_scales, views)
+    if postprocessing == "none":
+        return probs.argmax(0).astype(np.uint8)
+    return postprocess(probs, level_assignment="sacrum" if postprocessing == "sacrum" else "off").label_map
 
 
 def score_samples(
@@ -113,10 +124,11 @@ def score_samples(
 
 def evaluate_model(
     model: torch.nn.Module, samples: Sequence[Sample], size: int, dataset: str, device: torch.device | str = "cpu",
-    tta_scales: Sequence[float] = (1.0,), views: Sequence[TTAView] | None = None,
+    tta_scales: Sequence[float] = (1.0,), views: Sequence[TTAView] | None = None, postprocessing: str = "none",
 ) -> EvalReport:
     model.eval()
-    preds = [predict_labels(model, s.image, size, device, s.spacing_mm, tta_scales, views) for s in samples]
+    preds = [predict_labels(model, s.image, size, device, s.spacing_mm, tta_scales, views, postprocessing)
+             for s in samples]
     return score_samples(preds, samples, dataset)
 
 

@@ -75,6 +75,8 @@ def test_errors_are_clear(tmp_path: Path) -> None:
     save_weights(path, build_model("light"), "light", 128)
     with pytest.raises(ValueError, match="unknown decoding"):
         Segmenter(path, decoding="vote")
+    with pytest.raises(ValueError, match="unknown level assignment"):
+        Segmenter(path, level_assignment="top-down")
     with pytest.raises(WeightsError, match="'bianquenet' network was requested"):
         Segmenter(path, expected_variant="bianquenet")
     seg = Segmenter(path, device="cpu")
