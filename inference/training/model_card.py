@@ -5,7 +5,9 @@
 Card sets (all held out from training, fixed): ``phantom`` = validation phantoms val0..val7 (seeds
 1000000..1000007, generated at the weights' input size), ``spider`` / ``vb`` / ``ivd`` = the
 mid-sagittal slices of the validation subjects in ``VALIDATION_SUBJECTS``. tests/training checks that
-the shipped weights still reach the numbers in the JSON (within 0.02).
+the shipped weights still reach the numbers in the JSON (within 0.02). The per-class tables score the
+network alone (argmax); a second table scores the same slices after each post-processing of the node
+(``POSTPROCESSINGS``: none, fixed morphology, morphology + levels counted from the sacrum, the default).
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import torch
 
 from inference.training.datasets import VALIDATION_SUBJECTS
 from inference.training.eval_sets import load_eval_set
-from inference.training.evaluation import EvalReport, evaluate_model
+from inference.training.evaluation import POSTPROCESSINGS, EvalReport, evaluate_model
 from inference.training.recipe import DEFAULT_DATA_ROOT
 
 CARD_SETS: tuple[str, ...] = ("phantom", "spider", "vb", "ivd")
 CARD_PHANTOMS = 8
 
 
-def evaluate_card_sets(weights: str | Path, data_root: Path, sets: tuple[str, ...] = CARD_SETS) -> tuple[list[EvalReport], float]:
+def evaluate_card_sets(weights: str | Path, data_root: Path, sets: tuple[str, ...] = CARD_SETS,
+                       postprocessing: str = "none") -> tuple[list[EvalReport], float]:
     from inference.weights_io import load_weights
 
     loaded = load_weights(weights, "cpu")
@@ -40,7 +43,7 @@ def evaluate_card_sets(weights: str | Path, data_root: Path, sets: tuple[str, ..
     for name in sets:
         samples = load_eval_set(name, data_root, split="val", phantom_count=CARD_PHANTOMS, phantom_size=size)
         t0 = time.perf_counter()
-        reports.append(evaluate_model(loaded.model, samples, size, name, "cpu"))
+        reports.append(evaluate_model(loaded.model, samples, size, name, "cpu", postprocessing=postprocessing))
         spent += time.perf_counter() - t0
         n += len(samples)
     return reports, spent / max(n, 1)
@@ -55,7 +58,22 @@ def _table(reports: list[EvalReport]) -> str:
     return "\n".join(lines)
 
 
-def write_card(weights: Path, reports: list[EvalReport], sec_per_slice: float, out_md: Path, extra: str = "") -> None:
+def postprocessing_table(by_mode: dict[str, list[EvalReport]]) -> str:
+    """Markdown: one row per post-processing, summary Dice per card set (phantoms: also the lowest class)."""
+    sets = [r.dataset for r in next(iter(by_mode.values()))]
+    cols = [(d, k) for d in sets for k in ("discs", "vertebral bodies", "CSF")
+            if any(k in r.summary for r in by_mode[next(iter(by_mode))] if r.dataset == d)]
+    head = "| post-processing | " + " | ".join(f"{d} {k}" for d, k in cols) + " | phantom lowest class |"
+    lines = [head, "|" + "---|" * (len(cols) + 2)]
+    for mode, reports in by_mode.items():
+        by = {r.dataset: r for r in reports}
+        low = min((c.dice for c in by["phantom"].classes), default=float("nan")) if "phantom" in by else float("nan")
+        lines.append(f"| {mode} | " + " | ".join(f"{by[d].summary[k]:.3f}" for d, k in cols) + f" | {low:.3f} |")
+    return "\n".join(lines)
+
+
+def write_card(weights: Path, reports: list[EvalReport], sec_per_slice: float, out_md: Path, extra: str = "",
+               by_mode: dict[str, list[EvalReport]] | None = None) -> None:
     from inference.weights_io import file_sha256, load_weights
 
     loaded = load_weights(weights, "cpu")
@@ -95,7 +113,7 @@ CPU inference incl. preprocessing: {sec_per_slice:.2f} s per slice (this machine
 Summary: {json.dumps(summary, indent=None)}
 
 Targets of issue 6: real images disc >= 0.92, vertebral bodies >= 0.93, CSF >= 0.93; phantoms >= 0.97 per class.
-{extra}
+{_postprocessing_section(by_mode)}{extra}
 Caveats: SPIDER images were resized by their uploader (pixel spacing unknown); the SPIDER canal contains cord
 and CSF, so "CSF" here means the thecal sac; only 5 SPIDER, 3 VB2 and 1 IVD subjects are held out, so the real-data
 numbers carry large uncertainty. S1 and presacral fat are never evaluated on real images (no labels exist).
@@ -109,6 +127,20 @@ numbers carry large uncertainty. S1 and presacral fat are never evaluated on rea
     out_md.write_text(text)
 
 
+def _postprocessing_section(by_mode: dict[str, list[EvalReport]] | None) -> str:
+    if not by_mode:
+        return ""
+    return f"""
+### After the node's post-processing (same slices; `bianque evaluate --postprocess MODE`)
+
+`none` = the network's argmax (the tables above); `fixed` = morphology of inference/postprocess.py with the
+network's levels; `sacrum` = morphology and vertebra/disc levels counted from the sacrum (the node's default,
+`level_assignment="sacrum"`).
+
+{postprocessing_table(by_mode)}
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="model_card")
     ap.add_argument("weights", type=Path)
@@ -119,14 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     reports, sps = evaluate_card_sets(args.weights, args.data_root)
+    by_mode = {"none": reports}
+    for mode in POSTPROCESSINGS[1:]:
+        by_mode[mode] = evaluate_card_sets(args.weights, args.data_root, postprocessing=mode)[0]
     payload = {"weights_sha256_note": "see MODEL_CARD.md", "card_phantoms": CARD_PHANTOMS,
-               "reports": [asdict(r) for r in reports], "seconds_per_slice": sps}
+               "reports": [asdict(r) for r in reports], "seconds_per_slice": sps,
+               "postprocessed": {m: [asdict(r) for r in rs] for m, rs in by_mode.items() if m != "none"}}
     for r in reports:
         print(r.markdown() + "\n")
+    print(postprocessing_table(by_mode))
     if args.json:
         args.json.write_text(json.dumps(payload, indent=2))
     if args.card:
-        write_card(args.weights, reports, sps, args.card, args.extra)
+        write_card(args.weights, reports, sps, args.card, args.extra, by_mode)
     return 0
 
 
