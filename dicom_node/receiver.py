@@ -19,7 +19,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
 
-from . import reactor_wakeup, status_codes, store_response
+from . import pdata_receive, reactor_wakeup, status_codes, store_response
 from .config import NodeConfig
 from .context_copy import ContextList
 from .header_scan import scan_header
@@ -141,6 +141,7 @@ class Receiver:
     def handle_connection_open(event: evt.Event) -> None:
         reactor_wakeup.attach(event.assoc)  # TCP_NODELAY; the DUL thread waits on the socket, not in sleeps
         store_response.attach(event.assoc)  # plain C-STORE responses sent pre-encoded
+        pdata_receive.attach(event.assoc)  # P-DATA fragments read without copies
 
     @staticmethod
     def handle_connection_close(event: evt.Event) -> None:
