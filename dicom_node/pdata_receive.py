@@ -23,6 +23,8 @@ import pynetdicom
 from pynetdicom import evt
 from pynetdicom.pdu_primitives import P_DATA
 
+from .store_lane import LaneProtocolError, StoreLane
+
 SUPPORTED = pynetdicom.__version__.startswith("3.0.")
 P_DATA_TF = 0x04
 _HEADER = struct.Struct(">BBL")
@@ -58,8 +60,12 @@ def split_pdv_items(body: memoryview) -> list[tuple[int, memoryview]] | None:
     return items if items else None
 
 
-def attach(assoc: Any) -> None:
-    """Read ``assoc``'s P-DATA-TF PDUs without copies (no-op on another pynetdicom)."""
+def attach(assoc: Any, lane: StoreLane | None = None) -> None:
+    """Read ``assoc``'s P-DATA-TF PDUs without copies (no-op on another pynetdicom).
+
+    With a ``lane``, the P-DATA values go through it first: what it takes (C-STORE requests it
+    answers itself) never reaches pynetdicom's DIMSE layer.
+    """
     dul = getattr(assoc, "dul", None)
     if not SUPPORTED or dul is None or not hasattr(dul, "_read_pdu_data"):
         return
@@ -93,6 +99,14 @@ def attach(assoc: Any) -> None:
         if items is None:
             dul.event_queue.put("Evt17" if len(body) != length else "Evt19")
             return
+        if lane is not None:
+            try:
+                items = lane.feed(items)
+            except LaneProtocolError:
+                dul.event_queue.put("Evt19")  # invalid PDU: pynetdicom aborts the association
+                return
+            if not items:
+                return  # all taken by the lane; its response is queued on the DUL
         dul._recv_pdu.put(_PresentationDataPDU(items))
         dul.event_queue.put("Evt10")
 

@@ -16,10 +16,11 @@ holds a small PDU (the data set after the C-STORE command) until its previous se
 acknowledged, and a delayed ACK would stall every C-STORE by about 40 ms.
 
 The association thread polls too: its reactor loop sleeps 1 ms before each look for a complete
-DIMSE message. ``attach`` gives the association a wake-up event that its DIMSE message queue sets
-on every ``put``, and pynetdicom.association's ``time`` is replaced by a proxy whose ``sleep``,
-on a marked association thread only, waits on that event instead (same timeout, so everything
-else the loop checks keeps its pace); every other thread and call gets the real ``time``.
+DIMSE message. ``attach`` gives the association a wake-up event that its DIMSE message queue and
+the DUL's primitive queue (release, abort) set on every ``put``, and pynetdicom.association's
+``time`` is replaced by a proxy whose ``sleep``, on a marked association thread only, waits on that
+event instead (up to ASSOCIATION_WAIT_S in the reactor loop, see ``_TimeProxy``); every other thread
+and call gets the real ``time``.
 
 The same marked sockets read each PDU with ``recv_into`` into one buffer of the PDU's size
 (pynetdicom reads 4 KiB per ``recv`` call: 128 calls and as many buffer extensions per 512 KiB).
@@ -34,6 +35,7 @@ import queue
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 from typing import Any
@@ -45,6 +47,8 @@ from pynetdicom.transport import AssociationSocket
 SUPPORTED = pynetdicom.__version__.startswith("3.0.")
 WAIT_S = 0.02
 """Longest wait in select: how often pynetdicom's timers and kill flag are looked at while idle."""
+ASSOCIATION_WAIT_S = 0.02
+"""Longest wait of an idle association thread between looks at its DUL thread and idle timer."""
 
 _WAKER_ATTR = "_bianque_waker"
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux
@@ -135,7 +139,14 @@ class _WakingQueue(queue.Queue):  # type: ignore[type-arg]
 
 
 class _TimeProxy:
-    """``time`` for pynetdicom.association: ``sleep`` on a marked association thread waits on its event."""
+    """``time`` for pynetdicom.association: ``sleep`` on a marked association thread waits on its event.
+
+    In the acceptor's reactor loop (``Association._run_reactor``) the wait lasts up to
+    ASSOCIATION_WAIT_S instead of 1 ms: everything that loop serves arrives through a queue that
+    sets the event (DIMSE messages, the DUL's release and abort primitives); only the DUL thread's
+    end and the idle timer are polled, and those are noticed within that time. An association whose
+    C-STOREs all take the store lane would otherwise wake its thread 1,000 times a second for nothing.
+    """
 
     def __init__(self, real: Any) -> None:
         self._real = real
@@ -148,6 +159,8 @@ class _TimeProxy:
         if wake is None:
             self._real.sleep(seconds)
             return
+        if sys._getframe(1).f_code.co_name == "_run_reactor":
+            seconds = max(seconds, ASSOCIATION_WAIT_S)
         wake.wait(seconds)
         wake.clear()  # a message put before this clear is still in the queue the loop reads next
 
@@ -187,10 +200,11 @@ def attach(assoc: Any) -> None:
     assoc_socket._bianque_waker_writer = writer
     dul._run_loop_delay = 0.0
     dimse = getattr(assoc, "dimse", None)
-    if _ASSOCIATION_WAKE and dimse is not None and isinstance(dimse.msg_queue, queue.Queue) \
-            and dimse.msg_queue.empty():
+    if _ASSOCIATION_WAKE and dimse is not None and type(dimse.msg_queue) is queue.Queue \
+            and dimse.msg_queue.empty() and type(dul.to_user_queue) is queue.Queue and dul.to_user_queue.empty():
         wake = threading.Event()
         dimse.msg_queue = _WakingQueue(wake)
+        dul.to_user_queue = _WakingQueue(wake)  # release and abort primitives wake the association too
         setattr(assoc, _WAKE_EVENT_ATTR, wake)
 
 

@@ -27,6 +27,7 @@ from .headers import InstanceHeader, UndecodableDataset, read_header
 from .index import SpoolIndex, StoreResult
 from .part10 import file_header
 from .spool import instance_path, rename_is_journaled, store_instance
+from .store_lane import StoreLane
 from .tls import server_context
 from .transfer_syntaxes import ACCEPTED_TRANSFER_SYNTAXES, storage_sop_classes
 from .uids import InvalidUID
@@ -137,11 +138,12 @@ class Receiver:
             calling = calling.decode("ascii", "replace")
         return {"calling_ae": str(calling or "").strip(), "address": requestor.address, "port": requestor.port}
 
-    @staticmethod
-    def handle_connection_open(event: evt.Event) -> None:
-        reactor_wakeup.attach(event.assoc)  # TCP_NODELAY; the DUL thread waits on the socket, not in sleeps
-        store_response.attach(event.assoc)  # plain C-STORE responses sent pre-encoded
-        pdata_receive.attach(event.assoc)  # P-DATA fragments read without copies
+    def handle_connection_open(self, event: evt.Event) -> None:
+        assoc = event.assoc
+        reactor_wakeup.attach(assoc)  # TCP_NODELAY; the DUL thread waits on the socket, not in sleeps
+        store_response.attach(assoc)  # plain C-STORE responses sent pre-encoded
+        # P-DATA fragments read without copies; C-STORE requests answered on the DUL thread
+        pdata_receive.attach(assoc, lane=StoreLane(assoc, self.store_from_lane))
 
     @staticmethod
     def handle_connection_close(event: evt.Event) -> None:
@@ -170,24 +172,33 @@ class Receiver:
 
     # -- C-STORE -----------------------------------------------------------------------------------
     def handle_store(self, event: evt.Event) -> int | Dataset:
-        peer = self._peer(event)
+        """EVT_C_STORE: the requests the store lane leaves to pynetdicom (e.g. while DEBUG logging is on)."""
+        request = event.request
+        with request.DataSet.getbuffer() as body:  # a view, not a copy, of pynetdicom's buffer
+            return self._store_safely(body, str(request.AffectedSOPClassUID or "").strip(),
+                                      str(request.AffectedSOPInstanceUID or "").strip(),
+                                      str(event.context.transfer_syntax), self._peer(event))
+
+    def store_from_lane(self, body: bytes | memoryview, sop_class: str, sop_instance: str, transfer_syntax: str,
+                        assoc: Any) -> tuple[int, str | None]:
+        """The store lane's store function (store_lane.StoreFunction): (status, error comment)."""
+        result = self._store_safely(body, sop_class.strip(), sop_instance.strip(), transfer_syntax,
+                                    self._peer_of(assoc))
+        if isinstance(result, Dataset):
+            return int(result.Status), result.get("ErrorComment")
+        return int(result), None
+
+    def _store_safely(self, body: bytes | memoryview, requested_class: str, requested_sop: str, transfer_syntax: str,
+                      peer: dict[str, Any]) -> int | Dataset:
+        """Store one received data set (as received, never decoded and re-encoded); a status, never an exception."""
         try:
-            return self._store(event, peer)
+            return self._store_body(body, file_header(requested_class, requested_sop, transfer_syntax),
+                                    transfer_syntax, requested_sop, requested_class, peer)
         except Exception as exc:  # noqa: BLE001 - a status, never an exception, goes back to the peer
             log.exception("c-store failed unexpectedly", **peer)
             return _failure(status_codes.PROCESSING_ERROR, f"node error: {type(exc).__name__}")
 
-    def _store(self, event: evt.Event, peer: dict[str, Any]) -> int | Dataset:
-        request = event.request
-        requested_sop = str(request.AffectedSOPInstanceUID or "").strip()
-        requested_class = str(request.AffectedSOPClassUID or "").strip()
-        transfer_syntax = str(event.context.transfer_syntax)
-        # the data set as received, never decoded and re-encoded; a view, not a copy, of pynetdicom's buffer
-        with request.DataSet.getbuffer() as body:
-            return self._store_body(body, file_header(requested_class, requested_sop, transfer_syntax),
-                                    transfer_syntax, requested_sop, requested_class, peer)
-
-    def _store_body(self, body: memoryview, prefix: bytes, transfer_syntax: str, requested_sop: str,
+    def _store_body(self, body: bytes | memoryview, prefix: bytes, transfer_syntax: str, requested_sop: str,
                     requested_class: str, peer: dict[str, Any]) -> int | Dataset:
         try:
             header = scan_header(body, transfer_syntax) or read_header(prefix + bytes(body))

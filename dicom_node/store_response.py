@@ -41,14 +41,23 @@ def _us(element: int, value: int) -> bytes:
     return struct.pack("<HHIH", 0x0000, element, 2, value)
 
 
-def encode_store_response(sop_class_uid: str, sop_instance_uid: str, message_id: int, status: int) -> bytes:
-    """The command set of a C-STORE-RSP without Offending Element or Error Comment."""
+def _lo(element: int, text: str) -> bytes:
+    value = text.encode("ascii", "replace")
+    if len(value) % 2:
+        value += b" "
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
+
+
+def encode_store_response(sop_class_uid: str, sop_instance_uid: str, message_id: int, status: int,
+                          error_comment: str | None = None) -> bytes:
+    """The command set of a C-STORE-RSP (without Offending Element; Error Comment when given)."""
     body = b"".join((
         _ui(0x0002, sop_class_uid),
         _us(0x0100, C_STORE_RSP_FIELD),
         _us(0x0120, message_id),
         _us(0x0800, NO_DATA_SET),
         _us(0x0900, status),
+        _lo(0x0902, error_comment) if error_comment is not None else b"",
         _ui(0x1000, sop_instance_uid),
     ))
     return struct.pack("<HHII", 0x0000, 0x0000, 4, len(body)) + body

@@ -47,3 +47,10 @@ def test_responses_with_more_than_the_fixed_elements_stay_with_pynetdicom() -> N
     request.AffectedSOPClassUID = MRImageStorage
     request.AffectedSOPInstanceUID = "1.2.3"
     assert _plain_store_response(request) is None
+
+
+@pytest.mark.parametrize("comment", ["cannot write to spool", "odd", "SOP UIDs differ from the request"])
+def test_error_comment_bytes_equal_pynetdicom_encoding(comment: str) -> None:
+    primitive = response(MRImageStorage, "1.2.3", 5, 0xA700)
+    primitive.ErrorComment = comment
+    assert encode_store_response(MRImageStorage, "1.2.3", 5, 0xA700, comment) == pynetdicom_bytes(primitive)
