@@ -13,7 +13,7 @@ Receivers:
 
 Also: a sender with Nagle on (no TCP_NODELAY in storescu's env) against our node must not stall.
 
-Usage: ``.venv/bin/python bench/bench_ingest.py [--count 400] [--size 512] [--out bench/results/ingest.md]``
+Usage: ``.venv/bin/python bench/bench_ingest.py [--count 400] [--size 512] [--rounds 3] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -189,10 +190,49 @@ def send(receiver: Receiver, files: list[Path], associations: int, nodelay: bool
     return elapsed
 
 
+def measure(receiver_start, workdir: Path, files: list[Path], associations: int) -> tuple[str, float]:
+    """(receiver name, seconds) for one fresh receiver taking ``files`` over ``associations``."""
+    workdir.mkdir()
+    receiver = receiver_start(workdir)
+    try:
+        elapsed = send(receiver, files, associations)
+        deadline = time.monotonic() + 30
+        while receiver.count_received() < len(files) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = receiver.count_received()
+        if got != len(files):
+            raise RuntimeError(f"{receiver.name}: {got} of {len(files)} instances stored")
+    finally:
+        receiver.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return receiver.name, elapsed
+
+
+def nagle_check(root: Path, files: list[Path], count: int) -> str:
+    workdir = root / "nagle"
+    workdir.mkdir()
+    receiver = start_node(workdir)
+    try:
+        subset = files[:count]  # fresh instances for each run (no duplicate shortcut)
+        t_off = send(receiver, subset, 1, nodelay=True)
+        t_on = send(receiver, files[count: 2 * count], 1, nodelay=False)
+    finally:
+        receiver.stop()
+    extra_ms = (t_on - t_off) / len(subset) * 1000
+    verdict = "no stall" if extra_ms < 20 else "STALL (Nagle/delayed-ACK interaction)"
+    return (
+        f"Nagle check: storescu -> our node, {len(subset)} instances, one association: with TCP_NODELAY=1 "
+        f"{len(subset) / t_off:.0f} instances/s, with Nagle on (no TCP_NODELAY) {len(subset) / t_on:.0f} "
+        f"instances/s, {extra_ms:+.1f} ms per instance: {verdict} (a stall costs about 40 ms per C-STORE)."
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=400)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds (each receiver and association count once per round); medians reported")
     parser.add_argument("--nagle-count", type=int, default=100, help="instances for the Nagle-on check")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     parser.add_argument("--receivers", default="storescp,orthanc,node")
@@ -202,50 +242,38 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files = write_files(root / "files", args.count, args.size)
         total_mb = sum(f.stat().st_size for f in files) / 1e6
-        rows: list[tuple[str, int, float, float, float]] = []
         starters = {"storescp": start_storescp, "orthanc": start_orthanc, "node": start_node}
-        for key in args.receivers.split(","):
+        keys = args.receivers.split(",")
+        seconds: dict[tuple[str, int], list[float]] = {}
+        names: dict[str, str] = {}
+        for round_number in range(args.rounds):
+            for key in keys:
+                for associations in (1, 4):
+                    name, elapsed = measure(starters[key], root / f"{key}-{associations}-{round_number}", files,
+                                            associations)
+                    names[key] = name
+                    seconds.setdefault((key, associations), []).append(elapsed)
+                    print(f"round {round_number + 1}: {name:45s} {associations} assoc: {len(files) / elapsed:7.1f} "
+                          f"inst/s {total_mb / elapsed:7.1f} MB/s ({elapsed:.2f} s)", flush=True)
+        nagle_line = nagle_check(root, files, args.nagle_count) if "node" in keys else ""
+        print(nagle_line)
+
+        def rate(key: str, associations: int) -> float:
+            return len(files) / statistics.median(seconds[(key, associations)])
+
+        rows = []
+        for key in keys:
             for associations in (1, 4):
-                workdir = root / f"{key}-{associations}"
-                workdir.mkdir()
-                receiver = starters[key](workdir)
-                try:
-                    elapsed = send(receiver, files, associations)
-                    deadline = time.monotonic() + 30
-                    while receiver.count_received() < len(files) and time.monotonic() < deadline:
-                        time.sleep(0.1)
-                    got = receiver.count_received()
-                    if got != len(files):
-                        raise RuntimeError(f"{receiver.name}: {got} of {len(files)} instances stored")
-                finally:
-                    receiver.stop()
-                rows.append((receiver.name, associations, elapsed, len(files) / elapsed, total_mb / elapsed))
-                print(f"{receiver.name:45s} {associations} assoc: {len(files) / elapsed:7.1f} inst/s "
-                      f"{total_mb / elapsed:7.1f} MB/s ({elapsed:.2f} s)", flush=True)
-                shutil.rmtree(workdir, ignore_errors=True)
-        nagle_line = ""
-        if "node" in args.receivers:
-            workdir = root / "nagle"
-            workdir.mkdir()
-            receiver = start_node(workdir)
-            try:
-                subset = files[: args.nagle_count]  # fresh instances for each run (no duplicate shortcut)
-                t_off = send(receiver, subset, 1, nodelay=True)
-                t_on = send(receiver, files[args.nagle_count : 2 * args.nagle_count], 1, nodelay=False)
-            finally:
-                receiver.stop()
-            extra_ms = (t_on - t_off) / len(subset) * 1000
-            verdict = "no stall" if extra_ms < 20 else "STALL (Nagle/delayed-ACK interaction)"
-            nagle_line = (
-                f"Nagle check: storescu -> our node, {len(subset)} instances, one association: with TCP_NODELAY=1 "
-                f"{len(subset) / t_off:.0f} instances/s, with Nagle on (no TCP_NODELAY) {len(subset) / t_on:.0f} "
-                f"instances/s, {extra_ms:+.1f} ms per instance: {verdict} (a stall costs about 40 ms per C-STORE)."
-            )
-            print(nagle_line)
+                rates = sorted(len(files) / t for t in seconds[(key, associations)])
+                versus = f"{rate(key, associations) / rate('orthanc', associations):.2f}" \
+                    if "orthanc" in keys and key != "orthanc" else ""
+                rows.append(f"| {names[key]} | {associations} | {rate(key, associations):.0f} | "
+                            f"{rates[0]:.0f}-{rates[-1]:.0f} | {rate(key, associations) * total_mb / len(files):.1f} | "
+                            f"{versus} |")
         table = [
-            "| receiver | associations | seconds | instances/s | MB/s |",
-            "|---|---:|---:|---:|---:|",
-            *[f"| {n} | {a} | {t:.2f} | {r:.0f} | {mb:.1f} |" for n, a, t, r, mb in rows],
+            f"| receiver | associations | instances/s (median of {args.rounds}) | range | MB/s | vs Orthanc |",
+            "|---|---:|---:|---:|---:|---:|",
+            *rows,
         ]
         text = "\n".join(
             [
@@ -256,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{len(files)} MR instances of {args.size}x{args.size}x16 bit ({total_mb:.0f} MB in all), explicit VR "
                 "little endian, sent by DCMTK `/usr/bin/storescu` over loopback; four associations = four storescu "
                 "processes each sending a quarter. TCP_NODELAY=1 in the environment of every DCMTK program and of "
-                "Orthanc. One run (`bench/bench_ingest.py`).",
+                f"Orthanc. {args.rounds} interleaved rounds, a fresh receiver for every measurement "
+                "(`bench/bench_ingest.py`).",
                 "",
                 *table,
                 "",
