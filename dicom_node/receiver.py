@@ -2,6 +2,11 @@
 
 The handlers only write the spool file and one index row and then notify the node (which
 (re)schedules the series' quiet timer); all heavy work happens on worker threads.
+
+A C-STORE request normally never reaches pynetdicom's service classes: the association's store lane
+(store_lane, fed by pdata_receive on the thread that reads the socket) collects it and calls
+``store_from_lane``; requests the lane leaves to pynetdicom (for example while DEBUG logging binds
+pynetdicom's message log handlers) arrive at ``handle_store``. Both end in ``_store_safely``.
 """
 
 from __future__ import annotations
