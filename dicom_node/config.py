@@ -190,6 +190,7 @@ class ModelConfig(_Section):
     cpu_threads: int = Field(default=2, ge=1, le=256)
     quantitation_method: Literal["default", "bianque2022"] = "default"
     mask_decoding: Literal["argmax", "threshold"] = "argmax"
+    level_assignment: Literal["sacrum", "off"] = "sacrum"
 
 
 class SelectionConfig(_Section):

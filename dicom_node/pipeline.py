@@ -71,6 +71,7 @@ class PipelineSettings:
     cpu_threads: int = 2
     method: str = "default"  # quantitation method: "default" or "bianque2022"
     decoding: str = "argmax"  # mask decoding: "argmax" or "threshold"
+    level_assignment: str = "sacrum"  # levels counted from the sacrum ("sacrum") or the network's own ("off")
     selection: SelectionRules = field(default_factory=SelectionRules)
     report_image: bool = True
     no_series_sr: bool = False
@@ -90,6 +91,7 @@ class PipelineSettings:
             cpu_threads=int(model.cpu_threads),
             method=str(getattr(model, "quantitation_method", "default")),
             decoding=str(getattr(model, "mask_decoding", "argmax")),
+            level_assignment=str(getattr(model, "level_assignment", "sacrum")),
             selection=rules_from_config(getattr(config, "selection", None)),
             report_image=bool(getattr(outputs, "report_image", True)),
             no_series_sr=bool(getattr(outputs, "no_series_sr", False)),
@@ -102,7 +104,8 @@ class PipelineSettings:
         """The settings that change the outputs (go into the UID seed)."""
         return (
             f"method={self.method};decoding={self.decoding};mid={self.selection.mid_slice};"
-            f"report={self.report_image};sr={self.sr_kind}"
+            + ("" if self.level_assignment == "sacrum" else f"levels={self.level_assignment};")
+            + f"report={self.report_image};sr={self.sr_kind}"
             + (f";extra_sr={','.join(self.extra_sr_kinds)}" if self.extra_sr_kinds else "")
         )
 
@@ -173,6 +176,7 @@ class StudyPipeline:
                 device=self.settings.device,
                 cpu_threads=self.settings.cpu_threads,
                 decoding=self.settings.decoding,
+                level_assignment=self.settings.level_assignment,
             )
             self._segmenter = segmenter
             log.info(

@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default="default", help="weights file (default: the shipped light model)")
     parser.add_argument("--method", choices=("default", "bianque2022"), default=None, help="quantitation method")
     parser.add_argument("--decoding", choices=("argmax", "threshold"), default=None, help="mask decoding rule")
+    parser.add_argument("--levels", choices=("sacrum", "off"), default=None,
+                        help="vertebra/disc levels: counted from the sacrum (default) or the network's own")
     parser.add_argument("--mid-slice", choices=("centre", "best"), default=None, help="mid-sagittal slice choice")
     parser.add_argument("--config", type=Path, default=None, help="node configuration to take the settings from")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
@@ -49,6 +51,8 @@ def _settings(args: argparse.Namespace):  # -> PipelineSettings
         changes["method"] = args.method
     if args.decoding:
         changes["decoding"] = args.decoding
+    if args.levels:
+        changes["level_assignment"] = args.levels
     if args.device:
         changes["device"] = args.device
     if args.threads:

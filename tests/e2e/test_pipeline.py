@@ -175,3 +175,27 @@ def test_model_loaded_event_names_the_precision_chosen_and_why(plumbing_weights_
     assert all(0.0 <= v <= 1.0 for v in event["precision_agreement"].values())
     if event["precision"] != "fp32":
         assert event["precision_agreement"][event["precision"]] >= 0.995
+
+
+def test_level_assignment_comes_from_the_configuration(plumbing_weights_file, tmp_path):
+    from dicom_node.commands.analyze import _settings, configure
+    from dicom_node.config import load_config
+    import argparse
+
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f'[model]\nweights = "{plumbing_weights_file}"\ndevice = "cpu"\ncpu_threads = 1\n'
+                   'level_assignment = "off"\n')
+    settings = PipelineSettings.from_config(load_config(cfg))
+    assert settings.level_assignment == "off"
+    assert StudyPipeline(settings).segmenter.level_assignment == "off"
+    default = PipelineSettings(weights=str(plumbing_weights_file))
+    assert default.level_assignment == "sacrum"
+    # outputs made with other levels must not share UIDs with the default's
+    assert settings.fingerprint() != default.fingerprint()
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    args = parser.parse_args(["x", "--out", str(tmp_path), "--config", str(cfg), "--levels", "sacrum"])
+    assert _settings(args).level_assignment == "sacrum"
+    with pytest.raises(Exception, match="level_assignment"):
+        cfg.write_text('[model]\nlevel_assignment = "top"\n')
+        load_config(cfg)
