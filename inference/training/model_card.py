@@ -89,9 +89,10 @@ def write_card(weights: Path, reports: list[EvalReport], sec_per_slice: float, o
   14 output classes in BianqueNet order (background, CSF, L1, L1/L2, ..., L5/S1, S1, presacral fat).
 - Preprocessing: identical to inference (aspect-preserving fit into the square input, CLAHE clip 2.0 / 8x8,
   (x/255 - 0.2703814) / 0.24898738).
-- Trained from scratch (no pretrained backbone) by `bianque train` with the recipe below:
-  {card.get('steps', '?')} steps, {float(card.get('train_wall_s', 0)) / 60:.1f} min of training on {card.get('device', '?')},
-  torch {card.get('torch', '?')}.
+- Produced by `bianque train` with the recipe below (no pretrained backbone; a recipe that names `--init`
+  fine-tunes an earlier file of this lineage, see the notes): {card.get('steps', '?')} steps,
+  {float(card.get('train_wall_s', 0)) / 60:.1f} min of training on {card.get('device', '?')}, torch {card.get('torch', '?')};
+  weights from step {card.get('weights_from_step', card.get('steps', '?'))} (best validation Dice {_num(card.get('best_val_dice'))}).
 
 ## Data
 
@@ -101,7 +102,9 @@ T2-SPACE slices (CSF = spinal canal, vertebral bodies = vertebra anterior to the
 discs), Vesal (disc/vertebra without levels: used only as "some disc" / "some bone" constraints). Partial
 labels train only the classes they define (marginal cross-entropy: unlabelled pixels may be any class the
 source does not label; weighted Dice over classes the source determines: 0.9 bodies, 0.8 discs, 1 others).
-No real source labels the sacrum (S1) or presacral fat: those two classes are learnt from phantoms only.
+No real source labels the sacrum (S1) or presacral fat: those two classes are learnt from phantoms only; on
+real images, unlabelled pixels may be S1 or presacral fat only from the top of the L5/S1 disc down (and, in
+SPIDER, in front of the canal), and count as background above that (`CODE_CAUDAL`, inference/training/datasets.py).
 Validation subjects (never trained on): {json.dumps({k: sorted(v) for k, v in VALIDATION_SUBJECTS.items() if k != 'phantom'})};
 validation phantoms use seeds >= 1000000.
 
@@ -125,6 +128,10 @@ numbers carry large uncertainty. S1 and presacral fat are never evaluated on rea
 ```
 """
     out_md.write_text(text)
+
+
+def _num(value: object) -> str:
+    return f"{float(value):.4f}" if isinstance(value, (int, float)) else "?"
 
 
 def _postprocessing_section(by_mode: dict[str, list[EvalReport]] | None) -> str:

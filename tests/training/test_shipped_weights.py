@@ -73,10 +73,11 @@ def test_shipped_weights_let_the_lower_discs_of_real_slices_be_measured() -> Non
             for disc in result.discs:
                 measured[disc.level] = measured.get(disc.level, 0) + (disc.dh_mm is not None)
     assert slices == 9
-    assert measured["L4/L5"] == slices and sum(measured.values()) >= 40, measured  # 41 of 45 when shipped
+    # 44 of 45 when shipped (run 4): L5/S1 on 8 of 9 (run 3: 5 of 9, run 2: none)
+    assert measured["L4/L5"] == slices and measured["L5/S1"] >= 8 and sum(measured.values()) >= 43, measured
     # levels counted from the sacrum (the node's default post-processing) repair SPIDER subject 162's
-    # shifted levels: held-out SPIDER bodies 0.955 / discs 0.876 with it, 0.885 / 0.828 without (shipped file)
+    # shifted levels: held-out SPIDER bodies 0.959 / discs 0.879 with it, 0.888 / 0.846 without (shipped file)
     with_count = score_samples(spider["sacrum"], spider["samples"], "spider").summary
     without = score_samples(spider["off"], spider["samples"], "spider").summary
-    assert with_count["vertebral bodies"] >= 0.95 and with_count["discs"] >= 0.87, with_count
+    assert with_count["vertebral bodies"] >= 0.95 and with_count["discs"] >= 0.875, with_count
     assert with_count["vertebral bodies"] - without["vertebral bodies"] >= 0.05, (with_count, without)
