@@ -7,6 +7,7 @@ from pydicom import Dataset
 
 from sr_templates import codes
 from sr_templates.identity import AlgorithmInfo, derive_uid
+from sr_templates.source_slice import header_copy
 from sr_templates.measurement_report import (
     SR_SERIES_NUMBER,
     SrKind,
@@ -33,6 +34,7 @@ def build_no_series_report(
     modules are copied from it and it is the group's source image.
     """
     sr_document_class(sr_kind)  # an unknown kind fails before anything is built
+    study_instance = header_copy(study_instance)
     source_ref = hd.sr.SourceImageForMeasurementGroup(study_instance.SOPClassUID, study_instance.SOPInstanceUID)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=derive_uid(uid_seed, "no-series", "tracking"),

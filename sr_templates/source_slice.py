@@ -11,6 +11,13 @@ from pydicom.uid import UID
 from sr_templates.codes import NUMBER_OF_CLASSES
 
 
+# Type 2 attributes of the Patient and General Study modules that highdicom copies from the source into
+# every result object. De-identified and some older files leave them out entirely; the results then
+# carry them empty (Type 2 allows that) instead of failing.
+TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                       "StudyID", "AccessionNumber", "ReferringPhysicianName")
+
+
 class OutputEncodingError(ValueError):
     """The inputs cannot be encoded as DICOM results; the message says what to check."""
 
@@ -58,6 +65,20 @@ def check_label_map(source: Dataset, label_map: np.ndarray) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def header_copy(source: Dataset) -> Dataset:
+    """Deep copy of ``source`` without pixel data; absent ``TYPE2_PATIENT_STUDY`` attributes added empty."""
+    src = Dataset()
+    for elem in source:
+        if elem.keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            continue
+        src.add(copy.deepcopy(elem))
+    src.file_meta = copy.deepcopy(getattr(source, "file_meta", Dataset()))
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword not in src:
+            setattr(src, keyword, None)
+    return src
+
+
 def metadata_copy(source: Dataset, frame_index: int | None = None) -> Dataset:
     """Copy of the source without pixel data, patched for highdicom's single-plane pitfalls.
 
@@ -67,18 +88,14 @@ def metadata_copy(source: Dataset, frame_index: int | None = None) -> Dataset:
     * Multi-frame: highdicom reads Pixel Measures / Plane Orientation from the shared functional
       groups only; vendors (e.g. Philips) put them per frame, so the analysed frame's items are
       moved to the shared groups of the copy.
+    * Absent Type 2 patient/study attributes (``TYPE2_PATIENT_STUDY``) are added empty.
     """
     if not source.get("FrameOfReferenceUID"):
         raise OutputEncodingError(f"{_describe(source)} has no Frame of Reference UID; a SEG cannot reference it")
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Rows", "Columns"):
         if keyword not in source:
             raise OutputEncodingError(f"{_describe(source)} lacks {keyword}")
-    src = Dataset()
-    for elem in source:
-        if elem.keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
-            continue
-        src.add(copy.deepcopy(elem))
-    src.file_meta = copy.deepcopy(getattr(source, "file_meta", Dataset()))
+    src = header_copy(source)
     if is_multiframe(src):
         _hoist_per_frame_geometry(src, frame_index)
     else:

@@ -43,7 +43,8 @@ def dciodvfy(path: Path) -> DciodvfyReport:
     errors = tuple(line for line in lines if line.startswith("Error"))
     warnings = tuple(line for line in lines if line.startswith("Warning"))
     unexpected = tuple(w for w in warnings if not any(re.match(p, w) for p, _ in DCIODVFY_ALLOWED_WARNINGS))
-    iod = lines[0] if lines else ""
+    # the IOD name line; warnings about the file as a whole (e.g. DICOMDIR needs) may come before it
+    iod = next((line for line in lines if not line.startswith(("Warning", "Error"))), "")
     return DciodvfyReport(iod, errors, warnings, unexpected, text)
 
 

@@ -197,3 +197,28 @@ def test_dcentvfy_patient_study_consistent_across_source_and_outputs(written, tm
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "AccessionNumber", "StudyDate"):
         assert len({str(h.get(keyword)) for h in headers}) == 1, keyword
+
+
+def test_source_without_type2_patient_and_study_attributes_gives_valid_objects(tmp_path):
+    """De-identified files often drop Type 2 attributes (birth date, accession number, ...) entirely; the
+    results must still be built, carry them empty, and validate."""
+    from sr_templates.source_slice import TYPE2_PATIENT_STUDY
+
+    label_map = draw_label_map()
+    source = make_mr_slice("sagittal", label_map=label_map)
+    for keyword in TYPE2_PATIENT_STUDY:
+        if keyword in source:
+            delattr(source, keyword)
+    written = _write(tmp_path, source, label_map, None)
+    import pydicom
+
+    for path, iod in ((written.seg, "Segmentation"), (written.srs["enhanced"], "EnhancedSR"),
+                      (written.image, "SCImage"), (written.no_series, "EnhancedSR")):
+        ds = pydicom.dcmread(path)
+        assert all(keyword in ds and not ds[keyword].value for keyword in TYPE2_PATIENT_STUDY), path.name
+        report = dciodvfy(path)
+        assert report.iod == iod and report.errors == (), report.text
+        # empty because the source has none: dciodvfy notes only that a DICOMDIR would want them
+        dicomdir = re.compile(r"^Warning - Missing attribute or value that would be needed to build DICOMDIR - "
+                              r"(Patient ID|Study Date|Study Time|Study ID)$")
+        assert [w for w in report.unexpected_warnings if not dicomdir.match(w)] == [], report.text

@@ -1,0 +1,143 @@
+"""The node's pipeline on real anatomy, through DICOM, with the shipped weights.
+
+A real lumbar T2 TSE volume with an annotator's level-specific disc masks (fastcleverseg IVD subject 42,
+1 mm isotropic; held out from training, see inference/training/datasets.py VALIDATION_SUBJECTS) is
+written as a de-identified DICOM sagittal series (no birth date, no accession number) in three
+in-plane orientations. The pipeline selects the series and its centre slice, segments, quantifies and
+encodes; the SEG's discs are compared with the annotator's and the SR's disc heights with the heights
+the same quantitation gives on the annotator's discs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from e2e_helpers import SHIPPED_WEIGHTS, disc_heights_mm
+from pydicom.uid import generate_uid
+
+from dicom_node.pipeline import PipelineSettings, StudyPipeline
+from inference.synthetic.study import part10_dataset, set_grey_pixels, set_tse_acquisition
+from inference.training.datasets import VALIDATION_SUBJECTS, _load_mat, _mid_index, to_uint8
+from quantitation import quantify_slice
+from sr_templates.codes import STRUCTURES
+
+IVD = Path(__file__).resolve().parents[3] / "shared" / "data" / "fastcleverseg_lumbar" / "ivd_t2"
+SUBJECT = "42"
+GT_TO_CLASS = {1: 11, 2: 9, 3: 7, 4: 5, 5: 3}  # IVD label (1 = L5/S1 ... 5 = L1/L2) -> BianqueNet class
+DISC_CLASSES = {3: "L1/L2", 5: "L2/L3", 7: "L3/L4", 9: "L4/L5", 11: "L5/S1"}
+MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+@dataclass(frozen=True)
+class Orientation:
+    iop: tuple[int, ...]
+    to_stored: Callable[[np.ndarray], np.ndarray]  # canonical (rows head->feet, columns anterior->posterior)
+    to_canonical: Callable[[np.ndarray], np.ndarray]
+
+
+ORIENTATIONS = {
+    "anterior-left": Orientation((0, 1, 0, 0, 0, -1), lambda a: a, lambda a: a),
+    "anterior-right": Orientation((0, -1, 0, 0, 0, -1), lambda a: a[:, ::-1], lambda a: a[:, ::-1]),
+    "transposed": Orientation((0, 0, -1, 0, 1, 0), lambda a: a.T, lambda a: a.T),
+}
+
+
+@pytest.fixture(scope="module")
+def volume() -> tuple[np.ndarray, np.ndarray, int]:
+    path = IVD / f"{SUBJECT}.mat"
+    if not path.is_file():
+        pytest.fail(f"shared data missing: {path}")
+    assert SUBJECT in VALIDATION_SUBJECTS["ivd"], "the subject must be held out from training"
+    img, gt = _load_mat(path)
+    return img, gt, _mid_index(gt)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> StudyPipeline:
+    assert SHIPPED_WEIGHTS.is_file(), f"shipped weights missing: {SHIPPED_WEIGHTS}"
+    return StudyPipeline(PipelineSettings(device="cpu", cpu_threads=2))
+
+
+def write_series(folder: Path, img: np.ndarray, centre: int, orientation: Orientation) -> dict[str, int]:
+    """Five 1 mm sagittal slices centred on ``centre``; returns SOP Instance UID -> volume slice index."""
+    folder.mkdir(parents=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    sops = {}
+    for i, z in enumerate(range(centre - 2, centre + 3)):
+        ds = part10_dataset(MR_IMAGE_STORAGE, generate_uid())
+        ds.Modality = "MR"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.PatientID, ds.PatientName, ds.PatientSex, ds.PatientAge = "IVD42", "ANON", "F", "050Y"
+        ds.StudyDate, ds.StudyTime = "20240101", "100000"  # no birth date, accession number, study ID
+        ds.SeriesDescription, ds.SeriesNumber, ds.InstanceNumber = "T2 TSE SAG", 3, i + 1
+        set_tse_acquisition(ds, te=100.0, tr=3500.0, echo_train_length=15)
+        ds.ImageOrientationPatient = list(orientation.iop)
+        row_dir, col_dir = np.array(orientation.iop[:3]), np.array(orientation.iop[3:])
+        # first stored pixel = the canonical corner it came from (superior, and anterior or posterior)
+        corner = np.array([float(i - 2), 0.0, 0.0]) - 110.0 * (row_dir + col_dir)
+        ds.ImagePositionPatient = [float(v) for v in corner]
+        ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
+        set_grey_pixels(ds, np.ascontiguousarray(orientation.to_stored(img[:, :, z])), bits_stored=12)
+        ds.save_as(folder / f"IM{i + 1}.dcm", enforce_file_format=True)
+        sops[ds.SOPInstanceUID] = z
+    return sops
+
+
+def seg_label_map(seg_path: Path) -> tuple[np.ndarray, str]:
+    """The SEG as a 14-class label map on the source grid, and the referenced source SOP Instance UID."""
+    seg = hd.seg.segread(seg_path)
+    source_uid = seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+    numbers = seg.get_pixels_by_source_instance(source_sop_instance_uids=[source_uid], combine_segments=True,
+                                                relabel=False)[0]
+    by_label = {structure.label: value for value, structure in STRUCTURES.items()}
+    labels = np.zeros(numbers.shape, np.uint8)
+    for item in seg.SegmentSequence:
+        labels[numbers == item.SegmentNumber] = by_label[item.SegmentLabel]
+    return labels, source_uid
+
+
+def test_real_lumbar_series_in_any_orientation_gives_annotator_discs_and_heights(volume, pipeline, tmp_path):
+    img, gt, centre = volume
+    heights: dict[str, dict[str, float]] = {}
+    canonical: dict[str, np.ndarray] = {}
+    for name, orientation in ORIENTATIONS.items():
+        sops = write_series(tmp_path / name / "in", img, centre, orientation)
+        outcome = pipeline.process_files([tmp_path / name / "in"], tmp_path / name / "out")
+        kinds = {o.kind: o.path for o in outcome.outputs}
+        assert {"seg", "sr"} <= set(kinds), (name, kinds)
+        stored, source_uid = seg_label_map(kinds["seg"])
+        assert sops[source_uid] == centre, f"{name}: analysed slice {sops[source_uid]}, centre {centre}"
+        assert pydicom.dcmread(kinds["seg"]).PatientBirthDate in (None, ""), "absent Type 2 attribute is empty"
+        labels = canonical[name] = np.ascontiguousarray(orientation.to_canonical(stored))
+        truth = gt[:, :, centre]
+        dice = {}
+        for gt_value, cls in GT_TO_CLASS.items():
+            p, t = labels == cls, truth == gt_value
+            dice[DISC_CLASSES[cls]] = 2 * float((p & t).sum()) / float(p.sum() + t.sum())
+        # measured with run 4 of the shipped weights: 0.883 (L5/S1) .. 0.946 (L4/L5), mean 0.917
+        assert min(dice.values()) >= 0.85 and np.mean(list(dice.values())) >= 0.90, (name, dice)
+        heights[name] = disc_heights_mm(pydicom.dcmread(kinds["sr"]))
+        assert set(heights[name]) == set(DISC_CLASSES.values()), (name, heights[name])
+
+    # the orientation of the stored pixels does not change the result
+    first = heights["anterior-left"]
+    for name, h in heights.items():
+        assert all(abs(h[level] - first[level]) <= 0.05 for level in first), (name, h, first)
+
+    # the annotator's discs (with the network's vertebrae, which the disc axis needs) through the same
+    # quantitation: the SR's heights are within 1 mm (measured: -0.72 .. +0.88 mm, mean |error| 0.54 mm)
+    annotated = canonical["anterior-left"].copy()
+    annotated[np.isin(annotated, list(DISC_CLASSES))] = 0
+    for gt_value, cls in GT_TO_CLASS.items():
+        annotated[gt[:, :, centre] == gt_value] = cls
+    reference = quantify_slice(annotated, to_uint8(img[:, :, centre]), (1.0, 1.0))
+    ref_heights = {d.level: d.dh_mm for d in reference.discs}
+    errors = {level: first[level] - ref_heights[level] for level in first}
+    assert all(v is not None for v in ref_heights.values()), ref_heights
+    assert max(abs(e) for e in errors.values()) <= 1.0, errors
