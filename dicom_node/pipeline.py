@@ -41,6 +41,7 @@ from dicom_node.selection import (
     rules_from_config,
     select_series,
     series_slices,
+    stack_spacing_mm,
 )
 from dicom_node.slice_choice import best_index
 from dicom_node.spool import write_durably
@@ -60,6 +61,20 @@ class StageError(Exception):
         self.stage = stage
         self.study_uid = study_uid
         self.detail = message
+
+
+def complete_slice_spacing(source: Dataset, slices: Sequence[SliceRef]) -> str | None:
+    """A single-frame source with neither Slice Thickness (Type 2: may be empty) nor Spacing Between Slices
+    gets the stack's own spacing as Spacing Between Slices, so that the SEG can be placed; returns a
+    note for the results, or None when nothing was missing (or nothing could be derived)."""
+    if "PerFrameFunctionalGroupsSequence" in source or source.get("SliceThickness") or source.get("SpacingBetweenSlices"):
+        return None
+    spacing = stack_spacing_mm(slices)
+    if spacing is None or spacing <= 0:
+        return None
+    source.SpacingBetweenSlices = f"{spacing:.4f}".rstrip("0").rstrip(".")
+    return (f"slice thickness and spacing missing in the source header; the SEG uses the stack's slice spacing "
+            f"{source.SpacingBetweenSlices} mm from ImagePositionPatient")
 
 
 @dataclass(frozen=True)
@@ -299,6 +314,10 @@ class StudyPipeline:
         prep, result = prepared[pick], results[pick]
         bound = bound.bind(sop_instance_uid=ref.sop_instance_uid, frame_index=ref.frame_index)
         bound.info("slice_chosen", mode=self.settings.selection.mid_slice, candidates=len(candidates))
+        geometry_note = complete_slice_spacing(source, slices)
+        if geometry_note:
+            bound.warning("slice_spacing_derived", detail=geometry_note)
+            slice_warnings = [*slice_warnings, geometry_note]
 
         quantitation = timer.run("quantify", study_uid, lambda: self._quantify(source, prep, result))
         uid_seed = self.uid_seed(study_uid, version)

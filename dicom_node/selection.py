@@ -294,6 +294,14 @@ class SliceRef:
     position_mm: float  # ImagePositionPatient projected on the slice normal
 
 
+def stack_spacing_mm(slices: Sequence[SliceRef]) -> float | None:
+    """Median distance between neighbouring slice positions of a stack (None below two positions)."""
+    positions = np.unique(np.round([s.position_mm for s in slices], 3))
+    if positions.size < 2:
+        return None
+    return float(np.median(np.diff(positions)))
+
+
 @dataclass(frozen=True)
 class SeriesDecision:
     series_uid: str
@@ -588,7 +596,8 @@ def decide_series(instances: Sequence[InstanceHeader], rules: SelectionRules) ->
     for index, pattern in enumerate(rules.preferred_description_patterns):
         if _matches([pattern], texts):
             rank = index
-            evidence.append(f"description matches preferred pattern #{index + 1} {pattern!r}")
+            where = "description" if _matches([pattern], texts[:1]) else "protocol name"
+            evidence.append(f"{where} matches preferred pattern #{index + 1} {pattern!r}")
             break
     evidence.append(f"{n_slices} slices")
     return decision(plane, weighting, not reasons, rank)

@@ -18,6 +18,9 @@ TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientS
                        "StudyID", "AccessionNumber", "ReferringPhysicianName")
 
 
+MR_STORAGE_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1"})  # MR, Enhanced MR
+
+
 class OutputEncodingError(ValueError):
     """The inputs cannot be encoded as DICOM results; the message says what to check."""
 
@@ -96,6 +99,10 @@ def metadata_copy(source: Dataset, frame_index: int | None = None) -> Dataset:
         if keyword not in source:
             raise OutputEncodingError(f"{_describe(source)} lacks {keyword}")
     src = header_copy(source)
+    if not src.get("Modality"):
+        if str(src.SOPClassUID) not in MR_STORAGE_CLASSES:
+            raise OutputEncodingError(f"{_describe(source)} has no Modality; the results cannot name it")
+        src.Modality = "MR"  # Type 1, but implied by the MR SOP class
     if is_multiframe(src):
         _hoist_per_frame_geometry(src, frame_index)
     else:

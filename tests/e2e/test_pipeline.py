@@ -199,3 +199,40 @@ def test_level_assignment_comes_from_the_configuration(plumbing_weights_file, tm
     with pytest.raises(Exception, match="level_assignment"):
         cfg.write_text('[model]\nlevel_assignment = "top"\n')
         load_config(cfg)
+
+
+def _drop(study: Path, keywords: tuple[str, ...]) -> None:
+    for path in study.rglob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        for keyword in keywords:
+            if keyword in ds:
+                delattr(ds, keyword)
+        ds.save_as(path)
+
+
+@pytest.mark.parametrize("keywords,expect", [
+    # Type 2 / Type 3 geometry: the SEG takes the stack's spacing from ImagePositionPatient (4 mm here)
+    (("SliceThickness", "SpacingBetweenSlices"), "spacing"),
+    # Type 1, but implied by the MR Image Storage SOP class
+    (("Modality",), "modality"),
+    # de-identified: no birth date, accession number, study ID, referring physician
+    (("PatientBirthDate", "AccessionNumber", "StudyID", "ReferringPhysicianName"), "empty"),
+    # the description is gone: the protocol name still says T2 sagittal, and the reason says so
+    (("SeriesDescription",), "protocol"),
+])
+def test_header_gaps_of_real_files_still_give_results(pipeline, phantom_study, tmp_path, keywords, expect):
+    study = tmp_path / "gaps"
+    shutil.copytree(phantom_study.out_dir, study)
+    _drop(study, keywords)
+    outcome = pipeline.process_files([study], tmp_path / "out")
+    assert [o.kind for o in outcome.outputs] == ["seg", "sr", "report"], outcome.reason
+    seg = pydicom.dcmread(outcome.outputs[0].path)
+    if expect == "spacing":
+        measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+        assert float(measures.SpacingBetweenSlices) == pytest.approx(4.0)
+        assert any("slice spacing 4 mm" in w for w in json.loads(outcome.results_json.read_text())["warnings"])
+    elif expect == "empty":
+        assert all(not seg.get(k) for k in keywords) and all(k in seg for k in keywords)
+    elif expect == "protocol":
+        assert "protocol name matches preferred pattern" in outcome.reason
+    assert seg.StudyInstanceUID == phantom_study.study_uid
