@@ -88,6 +88,14 @@ CREATE TABLE IF NOT EXISTS sends (
 """
 
 ACTIVE_JOB_STATES = ("queued", "processing", "sending")
+
+
+def may_change_result(modality: str) -> bool:
+    """Whether a newly completed series of this modality can change a study's analysis: MR images (or a
+    header without Modality). Other series (SEG, SR, report images, presentation states: our own results
+    routed back by an auto-routing PACS, or anyone's) are stored but start no new version of a study that
+    was analysed before; a study's first series always gets its job (and its "no sagittal T2" outcome)."""
+    return (modality or "").strip().upper() in ("MR", "")
 _Row = TypeVar("_Row")
 
 
@@ -304,14 +312,17 @@ class SpoolIndex:
             db.execute(
                 "UPDATE series SET state = 'complete', completed_at = ? WHERE series_uid = ?", (now, series_uid)
             )
-            return self._ensure_study_job(db, row["study_uid"], now)
+            return self._ensure_study_job(db, row["study_uid"], now, may_change_result=may_change_result(row["modality"]))
 
-    def _ensure_study_job(self, db: sqlite3.Connection, study_uid: str, now: float) -> JobRow:
+    def _ensure_study_job(self, db: sqlite3.Connection, study_uid: str, now: float,
+                          may_change_result: bool = True) -> JobRow | None:
         latest = db.execute(
             "SELECT * FROM jobs WHERE kind = 'study' AND study_uid = ? ORDER BY version DESC LIMIT 1", (study_uid,)
         ).fetchone()
         if latest is not None and latest["state"] == "queued":
             return _from_row(JobRow, latest)
+        if latest is not None and not may_change_result:
+            return None  # e.g. our own SEG/SR routed back by the PACS: no new version, no routing loop
         version = 1 if latest is None else int(latest["version"]) + 1
         cursor = db.execute(
             "INSERT INTO jobs(kind, study_uid, version, state, stage, created_at, updated_at) "

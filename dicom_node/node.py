@@ -153,6 +153,10 @@ class Node:
             series = self.index.series(series_uid)
             if series is not None and series.state == "receiving":
                 self.timers.touch(series_uid)  # an instance arrived as the timer fired
+            elif series is not None:
+                log.info("series complete, no new analysis", series_uid=series_uid, study_uid=series.study_uid,
+                         modality=series.modality,
+                         reason="not MR images, and the study was analysed before (e.g. results routed back)")
             return
         series = self.index.series(series_uid)
         log.info("series complete", series_uid=series_uid, study_uid=job.study_uid,

@@ -7,6 +7,7 @@ accuracy test needs the shipped weights (inference/weights/bianque-light.pt) and
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,28 @@ def test_orthanc_push_returns_seg_sr_report_in_same_study(orthanc, node_factory,
     seg = read_bytes(orthanc.instance_file(found["seg"]["MainDicomTags"]["SOPInstanceUID"]))
     assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == \
         manifest.mid_sagittal_sop_uid
+
+
+def test_whole_study_routed_back_with_our_results_starts_no_loop(orthanc, node_factory, plumbing_weights_file,
+                                                                   tmp_path):
+    """An auto-routing PACS sends the whole study again, our SEG, SR and report image included: the node
+    stores them, starts no new analysis, and Orthanc ends with exactly one set of results."""
+    manifest = write_study(tmp_path / "study", seed=22, rows=256, cols=256, n_sagittal_slices=3, n_t1_slices=1,
+                           n_axial_slices=1)
+    node = _start_node(node_factory, orthanc, plumbing_weights_file)
+    study_id = _upload(orthanc, manifest.all_files)
+    orthanc.store_to_modality(NODE_MODALITY, [study_id])
+    _wait_results(orthanc, manifest.study_uid)
+    wait_for(lambda: all(j.state == "done" for j in node.index.jobs(10) if j.study_uid == manifest.study_uid),
+             60, "the first job is done")
+    total = len(orthanc.study_instances(manifest.study_uid))
+    assert total == len(manifest.all_files) + 3
+    orthanc.store_to_modality(NODE_MODALITY, [study_id])  # the whole study, our results included
+    wait_for(lambda: sum(1 for s in node.index.study_series(manifest.study_uid) if s.state == "complete") ==
+             len({p.parent for p in manifest.all_files}) + 3, 30, "every series, our results too, completes")
+    time.sleep(1.0)  # a new job would have been queued at completion
+    assert [j.version for j in node.index.jobs(10) if j.study_uid == manifest.study_uid] == [1]
+    assert len(orthanc.study_instances(manifest.study_uid)) == total
 
 
 def test_two_studies_pushed_at_once_are_both_processed(orthanc, node_factory, plumbing_weights_file, tmp_path):

@@ -130,3 +130,30 @@ def test_retention_removes_old_idle_studies_only(node_factory, mr_study) -> None
     assert not index.study_exists(gone) and index.study_exists(kept)
     # job files of finished jobs go too (the job rows stay)
     assert not work_dir.exists() and index.job(finished.id).state == "done"
+
+
+def test_results_routed_back_start_no_new_version(tmp_path: Path) -> None:
+    """An auto-routing PACS sends our own SEG/SR/report image back with the study: they are stored, but only
+    MR series may start a new version of a study that was analysed before (no routing loop)."""
+    index = SpoolIndex(tmp_path / "index.sqlite3")
+    index.record_instance(_header(sop="1.1"), tmp_path / "a", "PACS")
+    first = index.complete_series("1.2.3.4")
+    index.claim_study_job()
+    index.finish_processing(first.id, [], [])
+    for series, sop, sop_class, modality in (("9.1", "9.1.1", "1.2.840.10008.5.1.4.1.1.66.4", "SEG"),
+                                              ("9.2", "9.2.1", "1.2.840.10008.5.1.4.1.1.88.22", "SR"),
+                                              ("9.3", "9.3.1", "1.2.840.10008.5.1.4.1.1.7", "OT")):
+        index.record_instance(InstanceHeader(sop, sop_class, series, "1.2.3", modality, "BianqueNet", 90, 1,
+                                             "1.2.840.10008.1.2.1"), tmp_path / sop, "PACS")
+        assert index.complete_series(series) is None
+        assert index.series(series).state == "complete"
+    assert [j.version for j in index.jobs()] == [1]
+    # a new MR series (a repeated acquisition) does start version 2
+    index.record_instance(_header(series="1.2.3.7", sop="1.7"), tmp_path / "c", "PACS")
+    again = index.complete_series("1.2.3.7")
+    assert again is not None and again.version == 2
+    # a study whose first series is not MR still gets its job (its outcome: no sagittal T2)
+    index.record_instance(InstanceHeader("8.1.1", "1.2.840.10008.5.1.4.1.1.2", "8.1", "8", "CT", "CT", 1, 1,
+                                         "1.2.840.10008.1.2.1"), tmp_path / "ct", "PACS")
+    assert index.complete_series("8.1").version == 1
+    index.close()
