@@ -318,6 +318,9 @@ class StudyPipeline:
         if geometry_note:
             bound.warning("slice_spacing_derived", detail=geometry_note)
             slice_warnings = [*slice_warnings, geometry_note]
+        for note in prep.notes():
+            bound.warning("slice_read_with_assumption", detail=note)
+            slice_warnings = [*slice_warnings, note]
 
         quantitation = timer.run("quantify", study_uid, lambda: self._quantify(source, prep, result))
         uid_seed = self.uid_seed(study_uid, version)

@@ -2,7 +2,8 @@
 
 Modality LUT (rescale slope/intercept or Modality LUT Sequence, incl. Enhanced MR Pixel Value
 Transformation), then the file's VOI window (Window Center/Width, incl. Enhanced MR Frame VOI LUT), or a
-robust percentile window (1st-99.5th percentile) when the file has none. MONOCHROME1 is inverted.
+robust percentile window (1st-99.5th percentile) when the file has none or when its window would leave
+too little contrast (:func:`window_problem`). MONOCHROME1 is inverted.
 Also reads the geometry attributes (ImageOrientationPatient, PixelSpacing) of one frame.
 """
 
@@ -36,6 +37,7 @@ class Frame8Bit:
     window_width: float
     window_source: str  # "file" or "percentile"
     geometry: FrameGeometry
+    window_note: str | None = None  # why the file's window was not used, when it was not
 
 
 def _frame_groups(ds: Dataset, frame_index: int | None) -> list[Dataset]:
@@ -145,11 +147,47 @@ def apply_window(values: np.ndarray, center: float, width: float, function: str 
     return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0) * 255.0
 
 
+# A file window is used only if the image keeps enough contrast through it (measured on a real lumbar T2,
+# tests/inference/test_preprocess.py: windows about 3x wider than the image's 1-99.5 % range, or shifted so
+# that most of the image turns black, made the network lose the lower discs).
+MIN_WINDOW_SPREAD = 100.0  # grey levels between the 1st and 99.5th percentile of the windowed image
+MAX_BLACK_FRACTION = 0.75
+MAX_WHITE_FRACTION = 0.25
+
+
+def window_problem(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> str | None:
+    """Why the window (``center``, ``width``) would leave the image unusable for the network, or None."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or np.ptp(np.percentile(finite, PERCENTILE_WINDOW)) <= 0:
+        return None  # a flat image: no window can show more
+    out = apply_window(finite, center, width, function)
+    q_lo, q_hi = np.percentile(out, PERCENTILE_WINDOW)
+    black, white = float((out <= 0.5).mean()), float((out >= 254.5).mean())
+    what = f"the file's window (centre {center:g}, width {width:g})"
+    if q_hi - q_lo < MIN_WINDOW_SPREAD:
+        return f"{what} spreads the image over only {q_hi - q_lo:.0f} of 255 grey levels"
+    if black > MAX_BLACK_FRACTION:
+        return f"{what} turns {black:.0%} of the image black"
+    if white > MAX_WHITE_FRACTION:
+        return f"{what} turns {white:.0%} of the image white"
+    return None
+
+
 def windowed_frame(ds: Dataset, frame_index: int | None = None) -> tuple[np.ndarray, Frame8Bit]:
-    """Return (float image in [0, 255] on the source grid, its 8-bit version with window metadata)."""
+    """Return (float image in [0, 255] on the source grid, its 8-bit version with window metadata).
+
+    The file's window is replaced by the percentile window when :func:`window_problem` finds it unusable;
+    ``Frame8Bit.window_note`` then says why.
+    """
     frame_index = resolve_frame_index(ds, frame_index)
     values = _modality_lut(ds, frame_index, _raw_frame(ds, frame_index))
     win = _window(ds, frame_index)
+    note = None
+    if win is not None:
+        problem = window_problem(values, *win)
+        if problem is not None:
+            note = f"{problem}; a 1-99.5 % percentile window was used instead"
+            win = None
     if win is None:
         finite = values[np.isfinite(values)]
         if finite.size == 0:
@@ -165,5 +203,5 @@ def windowed_frame(ds: Dataset, frame_index: int | None = None) -> tuple[np.ndar
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")) == "MONOCHROME1":
         scaled = 255.0 - scaled
     image = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    frame = Frame8Bit(image, float(center), float(width), source, read_geometry(ds, frame_index))
+    frame = Frame8Bit(image, float(center), float(width), source, read_geometry(ds, frame_index), note)
     return scaled.astype(np.float32), frame

@@ -153,6 +153,18 @@ class PreparedSlice:
     window_source: str  # "file" | "percentile"
     frame_index: int | None  # None for single-frame images
     sop_instance_uid: str
+    window_note: str | None = None  # why the file's window was replaced, when it was
+
+    def notes(self) -> tuple[str, ...]:
+        """What the results should say about how this slice was read (assumptions, replaced window)."""
+        out = []
+        if not self.spacing_known:
+            out.append("the slice has no pixel spacing: 1 mm per pixel was assumed, so lengths in mm are not reliable")
+        if not self.orientation_known:
+            out.append("the slice has no ImageOrientationPatient: the pixels were read as stored (head at the top)")
+        if self.window_note:
+            out.append(self.window_note)
+        return tuple(out)
 
     @property
     def input_size(self) -> int:
@@ -220,4 +232,5 @@ def prepare_slice(ds: Dataset, frame_index: int | None = None, input_size: int =
         window_source=frame.window_source,
         frame_index=frame_index,
         sop_instance_uid=str(ds.get("SOPInstanceUID", "")),
+        window_note=frame.window_note,
     )

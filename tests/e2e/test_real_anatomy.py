@@ -141,3 +141,61 @@ def test_real_lumbar_series_in_any_orientation_gives_annotator_discs_and_heights
     errors = {level: first[level] - ref_heights[level] for level in first}
     assert all(v is not None for v in ref_heights.values()), ref_heights
     assert max(abs(e) for e in errors.values()) <= 1.0, errors
+
+
+def _mono1(ds: pydicom.Dataset) -> None:
+    ds.PixelData = (4095 - ds.pixel_array.astype(np.int32)).astype(np.uint16).tobytes()
+    ds.PhotometricInterpretation = "MONOCHROME1"
+
+
+def _signed(ds: pydicom.Dataset) -> None:
+    ds.PixelData = (ds.pixel_array.astype(np.int32) - 1000).astype(np.int16).tobytes()
+    ds.PixelRepresentation = 1
+
+
+def _rescaled(ds: pydicom.Dataset) -> None:
+    ds.RescaleSlope, ds.RescaleIntercept = "2.5", "-100"
+
+
+def _eight_bit(ds: pydicom.Dataset) -> None:
+    a = ds.pixel_array.astype(np.float32)
+    ds.PixelData = np.clip(a / a.max() * 255, 0, 255).astype(np.uint8).tobytes()
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds["PixelData"].VR = "OB"
+
+
+def _window(center: float, width: float) -> Callable[[pydicom.Dataset], None]:
+    def apply(ds: pydicom.Dataset) -> None:
+        ds.WindowCenter, ds.WindowWidth = f"{center:g}", f"{width:g}"
+    return apply
+
+
+# the volume's 1-99.5 % range at the centre slice is about 31..831
+@pytest.mark.parametrize("variant,change,replaced", [
+    ("MONOCHROME1", _mono1, False),
+    ("signed 16 bit", _signed, False),
+    ("rescale slope/intercept", _rescaled, False),
+    ("8 bit", _eight_bit, False),
+    ("sensible file window", _window(600, 1200), False),
+    ("full-range window (converted data)", _window(2048, 4096), True),
+    ("window three times too wide", _window(431, 2400), True),
+    ("window that turns most of the image black", _window(831, 800), True),
+])
+def test_pixel_encodings_and_file_windows(volume, pipeline, tmp_path, variant, change, replaced):
+    """Real files differ in how they store grey values; the discs must survive each, and a file window that
+    would leave the network too little contrast is replaced by the percentile window (and said so)."""
+    img, gt, centre = volume
+    folder = tmp_path / "in"
+    write_series(folder, img, centre, ORIENTATIONS["anterior-left"])
+    for path in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        change(ds)
+        ds.save_as(path)
+    outcome = pipeline.process_files([folder], tmp_path / "out")
+    kinds = {o.kind: o.path for o in outcome.outputs}
+    labels, _ = seg_label_map(kinds["seg"])
+    dice = {DISC_CLASSES[cls]: 2 * float(((labels == cls) & (gt[:, :, centre] == v)).sum())
+            / float((labels == cls).sum() + (gt[:, :, centre] == v).sum()) for v, cls in GT_TO_CLASS.items()}
+    assert min(dice.values()) >= 0.85, (variant, dice)
+    noted = any("percentile window was used instead" in w for w in outcome.warnings)
+    assert noted == replaced, (variant, outcome.warnings)

@@ -208,3 +208,7 @@ def test_bad_inputs_are_clear_errors() -> None:
     # no orientation, no spacing: used as stored, 1 mm assumed
     prep = prepare_slice(make_mr(img, None, spacing=None), input_size=128)
     assert not prep.orientation_known and not prep.spacing_known
+    # ... and the results say so
+    assert any("1 mm per pixel was assumed" in n for n in prep.notes())
+    assert any("no ImageOrientationPatient" in n for n in prep.notes())
+    assert prepare_slice(make_mr(img, SAGITTAL), input_size=128).notes() == ()
