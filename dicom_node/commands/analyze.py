@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from dicom_node.pipeline_results import disc_table
@@ -97,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
                 ref = outcome.slice
                 where = f"SOP {ref.sop_instance_uid}" + ("" if ref.frame_index is None else f" frame {ref.frame_index + 1}")
                 progress.console.print(disc_table(outcome.quantitation, title=f"Study {study_uid} ({where})"))
+                for warning in outcome.warnings:
+                    progress.console.print(f"  [yellow]note:[/] {escape(warning)}")
             for output in outcome.outputs:
                 progress.console.print(f"  {output.kind:7s} {output.path}")
             if outcome.results_json:

@@ -51,3 +51,17 @@ def test_demo_round_trip(plumbing_weights_file, tmp_path):
     assert "1.2.840.10008.5.1.4.1.1.66.4" in classes  # SEG
     assert "1.2.840.10008.5.1.4.1.1.7" in classes  # report image (Secondary Capture)
     assert classes & {"1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34"}
+
+
+def test_analyze_prints_how_the_slice_was_read(plumbing_weights_file, tmp_path):
+    """A replaced file window (here: full-range, as converted data often carry) is printed, not only logged."""
+    study = write_study(tmp_path / "in", seed=53, rows=256, cols=256, n_sagittal_slices=3, n_t1_slices=1,
+                        n_axial_slices=1)
+    for path in study.series_by_kind("sag_t2").files:
+        ds = pydicom.dcmread(path)
+        ds.WindowCenter, ds.WindowWidth = "32768", "65536"
+        ds.save_as(path)
+    result = subprocess.run([BIANQUE, "analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--weights",
+                             str(plumbing_weights_file), "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "note:" in result.stdout and "percentile window was used instead" in " ".join(result.stdout.split())
