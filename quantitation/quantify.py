@@ -7,8 +7,9 @@ shapes raise ``ValueError``.
 
 from __future__ import annotations
 
+
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -217,6 +218,29 @@ def _status(measured: list[bool]) -> Status:
 
 
 # ------------------------------------------------------------------------------------------------ public ----
+# A lumbar body whose height differs from the median of the other measured lumbar bodies by more than
+# this factor is flagged (normal L1-L5 heights differ by about 10 %): an incompletely segmented or merged
+# body, or a real compression fracture; either way a reader should look.
+HEIGHT_PLAUSIBLE_RANGE = (0.75, 1.3)
+
+
+def implausible_heights(heights_mm: dict[str, float]) -> dict[str, str]:
+    """Level -> reason for L1-L5 bodies whose height is out of ``HEIGHT_PLAUSIBLE_RANGE`` of the others'
+    median (needs at least three other measured lumbar bodies; the sacrum is never compared)."""
+    lumbar = {k: v for k, v in heights_mm.items() if k in ("L1", "L2", "L3", "L4", "L5") and v > 0}
+    out: dict[str, str] = {}
+    for level, height in lumbar.items():
+        others = [v for k, v in lumbar.items() if k != level]
+        if len(others) < 3:
+            continue
+        median = float(np.median(others))
+        ratio = height / median
+        if not HEIGHT_PLAUSIBLE_RANGE[0] <= ratio <= HEIGHT_PLAUSIBLE_RANGE[1]:
+            out[level] = (f"height {height:.1f} mm is {ratio:.0%} of the other lumbar bodies' median ({median:.1f} mm): "
+                          "incomplete or merged segmentation, or a compression fracture; check the image")
+    return out
+
+
 def quantify_slice(
     label_map: NDArray[np.integer],
     image_8bit: NDArray[np.uint8],
@@ -273,6 +297,7 @@ def quantify_slice(
     # ---- vertebrae ----
     centroids = _centroids_mm(masks, spacing)
     verts = {level: _measure_vertebra(level, masks[level], m, centroids, spacing) for level in VERTEBRA_LEVELS}
+    implausible = implausible_heights({level: v.geometry.height_mm for level, v in verts.items() if v.geometry})
     vert_results = [
         VertebraResult(level=level, status=Status.FAILED, reasons=(v.reason or "",))
         if v.geometry is None
@@ -282,6 +307,7 @@ def quantify_slice(
             corners=v.geometry.corners,
             height_mm=v.geometry.height_mm,
             height_px=v.geometry.height_px,
+            reasons=(implausible[level],) if level in implausible else (),
         )
         for level, v in verts.items()
     ]
@@ -305,9 +331,14 @@ def quantify_slice(
     geo_mod: DiscGeometryMethod = g_orig if m is Method.BIANQUE2022 else g_def  # type: ignore[assignment]
     discs: list[DiscResult] = []
     for level in DISC_LEVELS:
-        discs.append(
-            _disc(level, m, geo_mod, masks, verts, compat_verts, grey, csf_ref, csf_reason, fat_ref, spacing, sex, grid_is_512)
-        )
+        disc = _disc(level, m, geo_mod, masks, verts, compat_verts, grey, csf_ref, csf_reason, fat_ref, spacing, sex,
+                     grid_is_512)
+        used = lab.DISC_NEIGHBOURS[level][:1] if level == "L5/S1" else lab.DISC_NEIGHBOURS[level]
+        doubtful = [v for v in used if v in implausible]
+        if disc.dhi is not None and doubtful:
+            note = f"DHI uses the height of {' and '.join(doubtful)}, which looks implausible (see the vertebra)"
+            disc = replace(disc, reasons=(*disc.reasons, note))
+        discs.append(disc)
     return SliceQuantitation(
         method=m,
         discs=tuple(discs),

@@ -194,3 +194,25 @@ def test_random_label_maps_never_raise(kind: str) -> None:
             assert len(q.discs) == 5 and len(q.vertebrae) == 6
             for d in q.discs:
                 assert d.status is Status.OK or d.reasons
+
+
+@pytest.mark.parametrize("method", ["default", "bianque2022"])
+def test_implausibly_short_body_is_flagged_with_the_dhi_that_uses_it(method: str) -> None:
+    """A body much shorter than the other lumbar bodies (half-segmented, or a compression fracture) keeps its
+    value but says so, and so do the DHIs computed from it; normal bodies carry no such note."""
+    normal = quantify_slice(*_spine_parts(ph.draw_spine((700, 420), SPACING)), method=method)
+    assert all(not v.reasons for v in normal.vertebrae)
+    assert all(not any("implausible" in r for r in d.reasons) for d in normal.discs)
+    bodies = [ph.BodySpec(tilt_deg=t) for t in ph.LUMBAR_LORDOSIS]
+    bodies[1] = ph.BodySpec(height=16.0, tilt_deg=bodies[1].tilt_deg)  # L2 at 62 % of 26 mm
+    q = quantify_slice(*_spine_parts(ph.draw_spine((700, 420), SPACING, bodies=bodies)), method=method)
+    by_level = {v.level: v for v in q.vertebrae}
+    assert by_level["L2"].status is Status.OK and by_level["L2"].height_mm < 20.0  # value kept
+    assert any("compression fracture" in r for r in by_level["L2"].reasons)
+    assert all(not by_level[k].reasons for k in ("L1", "L3", "L4", "L5", "S1"))
+    flagged = {d.level for d in q.discs if any("height of L2" in r for r in d.reasons)}
+    assert flagged == {"L1/L2", "L2/L3"}
+
+
+def _spine_parts(spine: ph.Spine) -> tuple:
+    return spine.labels, spine.image, SPACING
