@@ -150,6 +150,10 @@ def _table(quantitation: SliceQuantitation, algorithm: AlgorithmInfo, height: in
         for reason in disc.reasons:
             if y < height - 10:
                 line(f"{disc.level}: {reason}", _RED, scale=0.45)
+    for vertebra in quantitation.vertebrae:
+        for reason in vertebra.reasons if vertebra.status == Status.OK else ():
+            if y < height - 10:  # plausibility notes; the first clause carries the numbers
+                line(f"{vertebra.level}: {reason.split('):')[0]}) - check the image", _RED, scale=0.45)
     grades = "Grade = modified Pfirrmann grade group (1, 2, 3, 4, 5-8); dSI = disc signal difference"
     if y < height - 10:
         line(grades, _GREY, scale=0.4)

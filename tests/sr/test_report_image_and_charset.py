@@ -95,3 +95,20 @@ def test_source_in_another_character_set_is_re_encoded(mr_factory, quantitation,
         assert str(back.PatientName) == "Müller^Jürgen"
         assert back.InstitutionName == "Klinik Süd"
         assert "Müller".encode("utf-8") in raw
+
+
+def test_report_image_shows_a_vertebra_plausibility_note(mr_slice, label_map, quantitation, algorithm):
+    """A vertebra note (an implausible height) is written in red under the table, like the disc reasons."""
+    from dataclasses import replace
+
+    from sr_templates.report_image import _RED
+
+    def red_pixels(q) -> int:
+        rgb, _ = _reread(build_report_image(mr_slice, label_map, q, algorithm, uid_seed="job-1"))
+        return int(np.all(rgb.pixel_array == _RED, axis=-1).sum())
+
+    note = ("height 17.7 mm is 70% of the other lumbar bodies' median (25.4 mm): incomplete or merged "
+            "segmentation, or a compression fracture; check the image")
+    flagged = replace(quantitation, vertebrae=tuple(
+        replace(v, reasons=(note,)) if v.level == "L1" else v for v in quantitation.vertebrae))
+    assert red_pixels(flagged) > red_pixels(quantitation) + 100
