@@ -212,11 +212,9 @@ def build_report_image(
     )
     if src.get("StudyDescription"):
         image.StudyDescription = src.StudyDescription  # SCImage leaves it out; the SEG and SR carry it
-    if src.get("BodyPartExamined"):
-        # dciodvfy requires Laterality (General Series 2C) unless an unpaired body part is named
-        image.BodyPartExamined = src.BodyPartExamined
-    elif "Laterality" not in image:
-        image.Laterality = None
+    # General Series Laterality (2C) is required unless an unpaired body part is named: name it. The
+    # report shows the lumbar spine whatever the source says (LSPINE when the source names none).
+    image.BodyPartExamined = src.get("BodyPartExamined") or "LSPINE"
     image.BurnedInAnnotation = "YES"
     image.ImageType = ["DERIVED", "SECONDARY"]
     image.DerivationDescription = "BianqueNet segmentation outlines and disc measurements over the source slice"

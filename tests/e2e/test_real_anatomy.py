@@ -90,6 +90,22 @@ def write_series(folder: Path, img: np.ndarray, centre: int, orientation: Orient
     return sops
 
 
+def _assert_valid(kinds: dict[str, Path]) -> None:
+    """dciodvfy on the real-data SEG, SR and report image: no errors; warnings only the reviewed ones, plus
+    the DICOMDIR notes for the Type 2 attributes this de-identified source leaves empty."""
+    import re
+
+    from sr.sr_checks import dciodvfy
+
+    dicomdir = re.compile(r"^Warning - Missing attribute or value that would be needed to build DICOMDIR - "
+                          r"(Patient ID|Study Date|Study Time|Study ID)$")
+    person = re.compile(r"^Warning - Value dubious for this VR - \(0x0010,0x0010\) PN Patient's Name .*ANON")
+    for kind, iod in (("seg", "Segmentation"), ("sr", "EnhancedSR"), ("report", "SCImage")):
+        report = dciodvfy(kinds[kind])
+        assert report.iod == iod and report.errors == (), report.text
+        assert [w for w in report.unexpected_warnings if not (dicomdir.match(w) or person.match(w))] == [], report.text
+
+
 def seg_label_map(seg_path: Path) -> tuple[np.ndarray, str]:
     """The SEG as a 14-class label map on the source grid, and the referenced source SOP Instance UID."""
     seg = hd.seg.segread(seg_path)
@@ -125,6 +141,8 @@ def test_real_lumbar_series_in_any_orientation_gives_annotator_discs_and_heights
         assert min(dice.values()) >= 0.85 and np.mean(list(dice.values())) >= 0.90, (name, dice)
         heights[name] = disc_heights_mm(pydicom.dcmread(kinds["sr"]))
         assert set(heights[name]) == set(DISC_CLASSES.values()), (name, heights[name])
+        if name == "transposed":
+            _assert_valid(kinds)
 
     # the orientation of the stored pixels does not change the result
     first = heights["anterior-left"]
