@@ -191,13 +191,15 @@ def _perpendicular_chord(
     return None if ch is None else (ch.start, ch.end)
 
 
-def _reference_level(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> float:
+def _reference_level(mask: BoolArray, grey: NDArray[np.uint8], m: Method, *, bright_class: bool = False) -> float:
+    """Reference grey level of a region; ``bright_class`` (the CSF, default method): of its bright Otsu class."""
     if m is Method.BIANQUE2022:
         return float(sig.original_mode(grey[mask]))
     c = crop(mask, 1)
     assert c is not None
     window = grey[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]]
-    return sig.robust_level(window[c.mask], weights=sig.rim_weights(c.mask))
+    level = sig.bright_class_level if bright_class else sig.robust_level
+    return level(window[c.mask], weights=sig.rim_weights(c.mask))
 
 
 def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> sig.Peaks:
@@ -282,7 +284,7 @@ def quantify_slice(
     if csf_values.size < _SIGNAL_MIN_PIXELS:
         csf_reason = f"CSF mask has {csf_values.size} pixels: no ΔSI reference"
     else:
-        csf_ref = _reference_level(csf, grey, m)
+        csf_ref = _reference_level(csf, grey, m, bright_class=True)
         if csf_ref <= 0:
             csf_reason = "CSF reference grey level is 0: no ΔSI reference"
             csf_ref = None

@@ -97,3 +97,29 @@ def test_phantom_slice_delta_si_and_fat_reference() -> None:
 def test_empty_region_raises_value_error() -> None:
     with pytest.raises(ValueError):
         sig.robust_peaks(np.zeros(0, np.uint8))
+
+
+def test_csf_reference_is_the_bright_fluid_not_the_cord_inside_the_thecal_sac() -> None:
+    """A segmented thecal sac near the conus is mostly dark nerve tissue (SPIDER: its main peak at 21-42
+    grey levels); the CSF reference must be the bright fluid, and a sac of CSF alone keeps its own peak."""
+    rng = np.random.default_rng(7)
+    cord_and_csf = np.concatenate([rng.normal(30, 6, 7000), rng.normal(200, 8, 3000)]).clip(0, 255).astype(np.uint8)
+    assert sig.robust_level(cord_and_csf) == pytest.approx(30, abs=3)  # the whole region's main peak: cord
+    assert sig.bright_class_level(cord_and_csf) == pytest.approx(200, abs=3)
+    csf_only = rng.normal(220, 5, 10000).clip(0, 255).astype(np.uint8)
+    assert sig.bright_class_level(csf_only) == pytest.approx(220, abs=1)
+    mostly_csf = np.concatenate([rng.normal(40, 6, 2000), rng.normal(210, 6, 8000)]).clip(0, 255).astype(np.uint8)
+    assert sig.bright_class_level(mostly_csf) == pytest.approx(sig.robust_level(mostly_csf), abs=0.01)
+
+
+def test_phantom_delta_si_survives_a_dark_cord_inside_the_csf_mask() -> None:
+    spine = ph.draw_spine((700, 420), (0.4, 0.4), disc_peaks=(180.0, 80.0), disc_sd=5.0, csf_level=220, fat_level=170)
+    image = spine.image.copy()
+    rows, cols = np.nonzero(spine.labels == 1)
+    cord = cols - np.array([cols[rows == r].min() for r in rows]) < 0.65 * np.array(
+        [np.ptp(cols[rows == r]) + 1 for r in rows])  # the anterior 65 % of each row of the CSF band
+    image[rows[cord], cols[cord]] = 35
+    q = quantify_slice(spine.labels, image, spine.spacing)
+    assert q.csf_reference == pytest.approx(220, abs=2)
+    for d in q.discs:
+        assert d.delta_si == pytest.approx(100 * 255 / 220, abs=2 * 255 / 220)
