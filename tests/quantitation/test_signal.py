@@ -123,3 +123,16 @@ def test_phantom_delta_si_survives_a_dark_cord_inside_the_csf_mask() -> None:
     assert q.csf_reference == pytest.approx(220, abs=2)
     for d in q.discs:
         assert d.delta_si == pytest.approx(100 * 255 / 220, abs=2 * 255 / 220)
+
+
+def test_fat_fragment_is_no_reference() -> None:
+    """A few pixels called presacral fat (what the network leaves on real slices) give no fat reference and a
+    warning; the drawn fat region (about a fifth of a body) does."""
+    spine = ph.draw_spine((700, 420), (0.4, 0.4), csf_level=220, fat_level=170)
+    assert quantify_slice(spine.labels, spine.image, spine.spacing).fat_reference == pytest.approx(170, abs=1)
+    labels = spine.labels.copy()
+    rows, cols = np.nonzero(labels == 13)
+    labels[rows[30:], cols[30:]] = 0  # a fragment of 30 pixels
+    q = quantify_slice(labels, spine.image, spine.spacing)
+    assert q.fat_reference is None and any("no fat reference" in w for w in q.warnings)
+    assert all(d.delta_si_fat is None and d.delta_si is not None for d in q.discs)
