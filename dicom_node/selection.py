@@ -21,7 +21,8 @@ Rules (all in :class:`SelectionRules`, the ``[selection]`` section of the config
   ``localizer_patterns``, or several planes in one series;
 * not another body part (BodyPartExamined naming the cervical/thoracic spine or the head);
 * tie-break between accepted series: the first of ``preferred_description_patterns`` that matches the
-  SeriesDescription (or ProtocolName), then the higher SeriesNumber (a repeat is usually the better
+  SeriesDescription (or ProtocolName), then images spanning at least ``min_head_feet_mm`` head-feet
+  before a smaller field of view, then the higher SeriesNumber (a repeat is usually the better
   acquisition), then the SeriesInstanceUID for a deterministic answer.
 """
 
@@ -95,6 +96,9 @@ class SelectionRules(BaseModel):
         "centre", description="mid-sagittal slice: geometric centre, or best of the central few by segmentation"
     )
     best_candidates: int = Field(5, ge=1, le=15, description="slices around the centre segmented in 'best' mode")
+    min_head_feet_mm: float = Field(
+        180.0, ge=0.0, description="tie-break: candidates whose images span less than this head-feet (a small "
+        "field of view on the lumbosacral junction) come after those covering L1-S1")
 
     @field_validator(
         "fat_suppression_patterns", "localizer_patterns", "preferred_description_patterns", "excluded_description_patterns"
@@ -210,6 +214,29 @@ def frame_orientations(ds: Dataset) -> list[np.ndarray | None]:
     return [_as_vector(iop, 6)]
 
 
+def _pixel_spacing(ds: Dataset) -> np.ndarray | None:
+    """(row, column) spacing in mm, classic or from the functional groups (first frame)."""
+    if ds.get("PixelSpacing"):
+        return _as_vector(ds.PixelSpacing, 2)
+    for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = ds.get(name)
+        measures = groups[0].get("PixelMeasuresSequence") if groups else None
+        if measures and measures[0].get("PixelSpacing"):
+            return _as_vector(measures[0].PixelSpacing, 2)
+    return None
+
+
+def head_feet_extent_mm(ds: Dataset) -> float | None:
+    """How far the image plane reaches along the patient's head-feet axis (mm), or None when unknown."""
+    orientations = frame_orientations(ds)
+    iop = orientations[0] if orientations else None
+    spacing = _pixel_spacing(ds)
+    if iop is None or spacing is None or not ds.get("Rows") or not ds.get("Columns"):
+        return None
+    # rows advance along the column direction (iop[3:]), columns along the row direction (iop[:3])
+    return float(abs(iop[2]) * int(ds.Columns) * spacing[1] + abs(iop[5]) * int(ds.Rows) * spacing[0])
+
+
 def frame_positions(ds: Dataset) -> list[np.ndarray | None]:
     """One ImagePositionPatient (3 floats) per frame."""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
@@ -315,6 +342,7 @@ class SeriesDecision:
     accepted: bool
     reasons: tuple[str, ...]  # why refused (accepted: the evidence it was taken on)
     preference_rank: int = 0  # index of the matching preferred description pattern (len = none)
+    head_feet_mm: float | None = None  # head-feet extent of the images (tie-break)
     chosen: bool = False
 
 
@@ -515,6 +543,7 @@ def decide_series(instances: Sequence[InstanceHeader], rules: SelectionRules) ->
     n_slices = sum(_n_frames(h.dataset) for h in instances)
     reasons: list[str] = []
     evidence: list[str] = []
+    extent = head_feet_extent_mm(first)
 
     def decision(plane: str, weighting: str, accepted: bool, rank: int = 0) -> SeriesDecision:
         return SeriesDecision(
@@ -529,6 +558,7 @@ def decide_series(instances: Sequence[InstanceHeader], rules: SelectionRules) ->
             accepted=accepted,
             reasons=tuple(evidence if accepted else reasons),
             preference_rank=rank,
+            head_feet_mm=extent,
         )
 
     classes = {str(h.dataset.get("SOPClassUID", "")) for h in instances}
@@ -600,6 +630,10 @@ def decide_series(instances: Sequence[InstanceHeader], rules: SelectionRules) ->
             evidence.append(f"{where} matches preferred pattern #{index + 1} {pattern!r}")
             break
     evidence.append(f"{n_slices} slices")
+    if extent is not None:
+        short = extent < rules.min_head_feet_mm
+        evidence.append(f"{extent:.0f} mm head-feet" + (f" (under selection.min_head_feet_mm = "
+                                                        f"{rules.min_head_feet_mm:g}: ranked after full fields)" if short else ""))
     return decision(plane, weighting, not reasons, rank)
 
 
@@ -635,14 +669,20 @@ def select_series(headers: Iterable[InstanceHeader], rules: SelectionRules | Non
     if accepted:
         best = min(
             accepted,
-            key=lambda d: (d.preference_rank, -(d.series_number if d.series_number is not None else -1), d.series_uid),
+            key=lambda d: (
+                d.preference_rank,
+                d.head_feet_mm is not None and d.head_feet_mm < rules.min_head_feet_mm,
+                -(d.series_number if d.series_number is not None else -1),
+                d.series_uid,
+            ),
         )
         chosen = SeriesDecision(**{**best.__dict__, "chosen": True})
         decisions = [chosen if d is best else d for d in decisions]
         others = len(accepted) - 1
         reason = f"series {best.series_number} {best.description!r}: " + "; ".join(best.reasons)
         if others:
-            reason += f" (chosen over {others} other candidate(s) by description pattern, then series number)"
+            reason += (f" (chosen over {others} other candidate(s) by description pattern, head-feet coverage, "
+                       "then series number)")
     elif not decisions:
         reason = "no DICOM instances in the study"
     else:

@@ -146,6 +146,25 @@ def test_multiple_sagittal_t2_tie_broken_by_description_then_series_number(study
     assert plain.chosen is not None and plain.chosen.series_number == 5
 
 
+def test_small_field_of_view_ranks_after_a_full_lumbar_one(study_writer):
+    """A high-resolution series of the lumbosacral junction only (96 mm head-feet) must not win over the
+    full lumbar series (320 mm) by having the higher series number; among full fields the number decides."""
+    w = study_writer()
+    w.series("T2 SAG", series_number=3, rows=16, pixel_spacing_mm=20.0)  # 320 mm
+    w.series("T2 SAG HR L4-S1", series_number=4, rows=16, pixel_spacing_mm=6.0)  # 96 mm
+    selection = _select(w.root)
+    assert selection.chosen is not None and selection.chosen.series_number == 3, selection.reason
+    assert selection.chosen.head_feet_mm == pytest.approx(320.0)
+    assert "head-feet coverage" in selection.reason
+    small = _decision(selection, 4)
+    assert small.accepted and any("ranked after full fields" in r for r in small.reasons)
+    # transposed images (rows anterior-posterior): the extent follows the orientation, not the row count
+    w2 = study_writer()
+    w2.series("T2 SAG", series_number=3, rows=16, columns=40, pixel_spacing_mm=8.0,
+              orientation=(0.0, 0.0, -1.0, 0.0, 1.0, 0.0))  # 40 columns x 8 mm head-feet
+    assert _select(w2.root).chosen.head_feet_mm == pytest.approx(320.0)
+
+
 def test_enhanced_mr_t2_and_t1_by_acquisition_contrast(study_writer):
     w = study_writer()
     w.series("sag A", enhanced=True, te=None, tr=None, AcquisitionContrast="T1")
