@@ -96,6 +96,8 @@ def may_change_result(modality: str) -> bool:
     routed back by an auto-routing PACS, or anyone's) are stored but start no new version of a study that
     was analysed before; a study's first series always gets its job (and its "no sagittal T2" outcome)."""
     return (modality or "").strip().upper() in ("MR", "")
+
+
 _Row = TypeVar("_Row")
 
 

@@ -41,6 +41,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inference.dicom_pixels import read_geometry
+
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.1"
 LEGACY_ENHANCED_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4.4"
@@ -214,27 +216,14 @@ def frame_orientations(ds: Dataset) -> list[np.ndarray | None]:
     return [_as_vector(iop, 6)]
 
 
-def _pixel_spacing(ds: Dataset) -> np.ndarray | None:
-    """(row, column) spacing in mm, classic or from the functional groups (first frame)."""
-    if ds.get("PixelSpacing"):
-        return _as_vector(ds.PixelSpacing, 2)
-    for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
-        groups = ds.get(name)
-        measures = groups[0].get("PixelMeasuresSequence") if groups else None
-        if measures and measures[0].get("PixelSpacing"):
-            return _as_vector(measures[0].PixelSpacing, 2)
-    return None
-
-
 def head_feet_extent_mm(ds: Dataset) -> float | None:
     """How far the image plane reaches along the patient's head-feet axis (mm), or None when unknown."""
-    orientations = frame_orientations(ds)
-    iop = orientations[0] if orientations else None
-    spacing = _pixel_spacing(ds)
-    if iop is None or spacing is None or not ds.get("Rows") or not ds.get("Columns"):
+    geometry = read_geometry(ds, 0)  # the first frame of a multi-frame image; a classic image's own attributes
+    if geometry.orientation is None or not geometry.spacing_known or not ds.get("Rows") or not ds.get("Columns"):
         return None
+    iop, (row_spacing, column_spacing) = geometry.orientation, geometry.pixel_spacing_mm
     # rows advance along the column direction (iop[3:]), columns along the row direction (iop[:3])
-    return float(abs(iop[2]) * int(ds.Columns) * spacing[1] + abs(iop[5]) * int(ds.Rows) * spacing[0])
+    return float(abs(iop[2]) * int(ds.Columns) * column_spacing + abs(iop[5]) * int(ds.Rows) * row_spacing)
 
 
 def frame_positions(ds: Dataset) -> list[np.ndarray | None]:

@@ -155,10 +155,21 @@ MAX_BLACK_FRACTION = 0.75
 MAX_WHITE_FRACTION = 0.25
 
 
-def window_problem(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> str | None:
-    """Why the window (``center``, ``width``) would leave the image unusable for the network, or None."""
+def _content_range(finite: np.ndarray) -> tuple[float, float] | None:
+    """The 1st and 99.5th percentile of the finite pixel values (None for an image without any)."""
+    if finite.size == 0:
+        return None
+    lo, hi = np.percentile(finite, PERCENTILE_WINDOW)
+    return float(lo), float(hi)
+
+
+def window_problem(values: np.ndarray, center: float, width: float, function: str = "LINEAR", *,
+                   content_range: tuple[float, float] | None = None) -> str | None:
+    """Why the window (``center``, ``width``) would leave the image unusable for the network, or None.
+    ``content_range``: the values' :func:`_content_range` when the caller has it already."""
     finite = values[np.isfinite(values)]
-    if finite.size == 0 or np.ptp(np.percentile(finite, PERCENTILE_WINDOW)) <= 0:
+    content = content_range if content_range is not None else _content_range(finite)
+    if content is None or content[1] - content[0] <= 0:
         return None  # a flat image: no window can show more
     out = apply_window(finite, center, width, function)
     q_lo, q_hi = np.percentile(out, PERCENTILE_WINDOW)
@@ -182,17 +193,17 @@ def windowed_frame(ds: Dataset, frame_index: int | None = None) -> tuple[np.ndar
     frame_index = resolve_frame_index(ds, frame_index)
     values = _modality_lut(ds, frame_index, _raw_frame(ds, frame_index))
     win = _window(ds, frame_index)
+    content = _content_range(values[np.isfinite(values)])  # once: judges the file window and replaces it
     note = None
     if win is not None:
-        problem = window_problem(values, *win)
+        problem = window_problem(values, *win, content_range=content)
         if problem is not None:
             note = f"{problem}; a 1-99.5 % percentile window was used instead"
             win = None
     if win is None:
-        finite = values[np.isfinite(values)]
-        if finite.size == 0:
+        if content is None:
             raise PreprocessingError("the image has no finite pixel values")
-        lo, hi = np.percentile(finite, PERCENTILE_WINDOW)
+        lo, hi = content
         if hi <= lo:
             hi = lo + 1.0
         center, width, source, fn = (lo + hi) / 2.0, hi - lo, "percentile", "LINEAR_EXACT"

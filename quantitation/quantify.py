@@ -7,7 +7,6 @@ shapes raise ``ValueError``.
 
 from __future__ import annotations
 
-
 import math
 from dataclasses import dataclass, replace
 
@@ -228,12 +227,13 @@ def _status(measured: list[bool]) -> Status:
 # this factor is flagged (normal L1-L5 heights differ by about 10 %): an incompletely segmented or merged
 # body, or a real compression fracture; either way a reader should look.
 HEIGHT_PLAUSIBLE_RANGE = (0.75, 1.3)
+LUMBAR_LEVELS = tuple(level for level in VERTEBRA_LEVELS if level != "S1")
 
 
 def implausible_heights(heights_mm: dict[str, float]) -> dict[str, str]:
     """Level -> reason for L1-L5 bodies whose height is out of ``HEIGHT_PLAUSIBLE_RANGE`` of the others'
     median (needs at least three other measured lumbar bodies; the sacrum is never compared)."""
-    lumbar = {k: v for k, v in heights_mm.items() if k in ("L1", "L2", "L3", "L4", "L5") and v > 0}
+    lumbar = {k: v for k, v in heights_mm.items() if k in LUMBAR_LEVELS and v > 0}
     out: dict[str, str] = {}
     for level, height in lumbar.items():
         others = [v for k, v in lumbar.items() if k != level]
@@ -294,8 +294,7 @@ def quantify_slice(
             csf_ref = None
     fat_ref: float | None = None
     n_fat = int(np.count_nonzero(fat))
-    body_px = [int(np.count_nonzero(labels == lab.VERTEBRA_CLASS[v])) for v in ("L1", "L2", "L3", "L4", "L5")]
-    body_px = [n for n in body_px if n > 0]
+    body_px = [n for n in (int(np.count_nonzero(masks[v])) for v in LUMBAR_LEVELS) if n > 0]
     min_fat = max(_SIGNAL_MIN_PIXELS, FAT_MIN_BODY_SHARE * float(np.median(body_px)) if body_px else 0.0)
     if n_fat >= min_fat:
         fat_ref = _reference_level(fat, grey, m)

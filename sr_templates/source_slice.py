@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 from pydicom import Dataset
-from pydicom.uid import UID
+from pydicom.uid import UID, EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage, MRImageStorage
 
 from sr_templates.codes import NUMBER_OF_CLASSES
 
@@ -18,7 +18,8 @@ TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientS
                        "StudyID", "AccessionNumber", "ReferringPhysicianName")
 
 
-MR_STORAGE_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.4.1"})  # MR, Enhanced MR
+# the MR image classes the node analyses (dicom_node.selection.MR_SOP_CLASSES accepts the same three)
+MR_STORAGE_CLASSES = frozenset({MRImageStorage, EnhancedMRImageStorage, LegacyConvertedEnhancedMRImageStorage})
 
 
 class OutputEncodingError(ValueError):

@@ -90,6 +90,15 @@ def write_series(folder: Path, img: np.ndarray, centre: int, orientation: Orient
     return sops
 
 
+def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
+    return 2 * float((predicted & truth).sum()) / float(predicted.sum() + truth.sum())
+
+
+def disc_dice(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Level -> Dice of the node's disc against the annotator's (IVD labels 1 = L5/S1 .. 5 = L1/L2)."""
+    return {DISC_CLASSES[cls]: _dice(labels == cls, truth == v) for v, cls in GT_TO_CLASS.items()}
+
+
 def _assert_valid(kinds: dict[str, Path]) -> None:
     """dciodvfy on the real-data SEG, SR and report image: no errors; warnings only the reviewed ones, plus
     the DICOMDIR notes for the Type 2 attributes this de-identified source leaves empty."""
@@ -132,11 +141,7 @@ def test_real_lumbar_series_in_any_orientation_gives_annotator_discs_and_heights
         assert sops[source_uid] == centre, f"{name}: analysed slice {sops[source_uid]}, centre {centre}"
         assert pydicom.dcmread(kinds["seg"]).PatientBirthDate in (None, ""), "absent Type 2 attribute is empty"
         labels = canonical[name] = np.ascontiguousarray(orientation.to_canonical(stored))
-        truth = gt[:, :, centre]
-        dice = {}
-        for gt_value, cls in GT_TO_CLASS.items():
-            p, t = labels == cls, truth == gt_value
-            dice[DISC_CLASSES[cls]] = 2 * float((p & t).sum()) / float(p.sum() + t.sum())
+        dice = disc_dice(labels, gt[:, :, centre])
         # measured with run 4 of the shipped weights: 0.883 (L5/S1) .. 0.946 (L4/L5), mean 0.917
         assert min(dice.values()) >= 0.85 and np.mean(list(dice.values())) >= 0.90, (name, dice)
         heights[name] = disc_heights_mm(pydicom.dcmread(kinds["sr"]))
@@ -213,8 +218,7 @@ def test_pixel_encodings_and_file_windows(volume, pipeline, tmp_path, variant, c
     outcome = pipeline.process_files([folder], tmp_path / "out")
     kinds = {o.kind: o.path for o in outcome.outputs}
     labels, _ = seg_label_map(kinds["seg"])
-    dice = {DISC_CLASSES[cls]: 2 * float(((labels == cls) & (gt[:, :, centre] == v)).sum())
-            / float((labels == cls).sum() + (gt[:, :, centre] == v).sum()) for v, cls in GT_TO_CLASS.items()}
+    dice = disc_dice(labels, gt[:, :, centre])
     assert min(dice.values()) >= 0.85, (variant, dice)
     noted = any("percentile window was used instead" in w for w in outcome.warnings)
     assert noted == replaced, (variant, outcome.warnings)
@@ -245,8 +249,7 @@ def test_pixel_spacing_and_anisotropy_do_not_change_the_measurements(volume, pip
         kinds = {o.kind: o.path for o in outcome.outputs}
         labels, _ = seg_label_map(kinds["seg"])
         truth = cv2.resize(gt[:, :, centre].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        dice = {DISC_CLASSES[cls]: 2 * float(((labels == cls) & (truth == v)).sum())
-                / float((labels == cls).sum() + (truth == v).sum()) for v, cls in GT_TO_CLASS.items()}
+        dice = disc_dice(labels, truth)
         assert min(dice.values()) >= 0.85, (name, dice)
         heights[name] = disc_heights_mm(pydicom.dcmread(kinds["sr"]))
         assert set(heights[name]) == set(DISC_CLASSES.values()), (name, heights[name])
@@ -273,7 +276,5 @@ def test_real_vertebral_bodies_by_level(pipeline, tmp_path, subject):
     write_series(folder, img.astype(np.uint16), centre, ORIENTATIONS["anterior-left"])
     outcome = pipeline.process_files([folder], tmp_path / "out")
     labels, _ = seg_label_map({o.kind: o.path for o in outcome.outputs}["seg"])
-    truth = gt[:, :, centre]
-    dice = {cls: 2 * float(((labels == cls) & (truth == v)).sum()) / float((labels == cls).sum() + (truth == v).sum())
-            for v, cls in body_level.items()}
+    dice = {cls: _dice(labels == cls, gt[:, :, centre] == v) for v, cls in body_level.items()}
     assert min(dice.values()) >= 0.75 and np.mean(list(dice.values())) >= 0.9, dice
