@@ -9,6 +9,11 @@
   the PSP, skips, Swin skips, FPN convolutions and the 1288-channel fusion conv. The ASPP is the head part
   whose bf16 rounding moves the most labels (random weights, 512 px: agreement on the two calibration
   phantoms 99.51 % -> 99.63 %), for ~60 of the head's ~650 GFLOPs.
+* ``"fp16"`` / ``"fp16-head"``: as ``"bf16"`` / ``"bf16-head"`` with float16 autocast. fp16 keeps 10 mantissa
+  bits against bf16's 7, so its label maps stay much closer to fp32 at the same tensor-core speed, but its
+  range ends at 65504: a forward pass whose logits are not finite is rerun in fp32 (``PrecisionWrapper``),
+  and the start-up gate measures agreement as for every mode. Meant for CUDA; CPUs have no fast fp16
+  convolutions, so ``auto`` never picks it there.
 * ``"<mode>-compiled"`` (``bf16-compiled``, ``bf16-head-compiled``, ``bf16-fusion-compiled``): the same
   split, the forward pass compiled by TorchInductor with frozen weights (:mod:`inference.cpu_compile`:
   prepacked oneDNN convolutions with fused bias/ReLU, fused element-wise tail), one slice per call. Same
@@ -49,16 +54,24 @@ from torch import nn
 
 from inference.cpu_compile import CompiledForward, cpu_compiler_available
 from inference.model import INPUT_SIZE_MULTIPLE, BianqueNet
-from inference.split_head import bf16_autocast, head_forward
+from inference.split_head import head_forward, low_precision_autocast
 
 COMPILED_SUFFIX = "-compiled"
-EAGER_MODES = ("fp32", "bf16", "bf16-head", "bf16-fusion")
-PRECISION_MODES = (*EAGER_MODES, "bf16-compiled", "bf16-head-compiled", "bf16-fusion-compiled")
+EAGER_MODES = ("fp32", "bf16", "bf16-head", "bf16-fusion", "fp16", "fp16-head")
+PRECISION_MODES = (*EAGER_MODES, "bf16-compiled", "bf16-head-compiled", "bf16-fusion-compiled",
+                   "fp16-compiled", "fp16-head-compiled")
+WHOLE_NETWORK_SPLITS = ("bf16", "fp16")  # backbone and head in reduced precision
+HEAD_SPLITS = ("bf16", "bf16-head", "fp16", "fp16-head")  # the whole head in reduced precision
 
 
 def base_mode(mode: str) -> str:
     """The eager precision split of ``mode`` ("bf16-head-compiled" -> "bf16-head")."""
     return mode.removesuffix(COMPILED_SUFFIX)
+
+
+def autocast_dtype(mode: str) -> torch.dtype:
+    """The reduced-precision type of ``mode``: float16 for the fp16 modes, bfloat16 otherwise."""
+    return torch.float16 if mode.startswith("fp16") else torch.bfloat16
 
 
 class PrecisionWrapper(nn.Module):
@@ -74,6 +87,8 @@ class PrecisionWrapper(nn.Module):
         self.net = net
         self.mode = mode
         self.split = base_mode(mode)
+        self.dtype = autocast_dtype(mode)
+        self.overflows = 0  # fp16 forward passes rerun in fp32 because their logits were not finite
         self._compiled: CompiledForward | None = None
         if mode.endswith(COMPILED_SUFFIX):
             device_type = next(net.parameters()).device.type
@@ -82,12 +97,12 @@ class PrecisionWrapper(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         dev = x.device.type
-        with bf16_autocast(dev, self.split == "bf16"):
+        with low_precision_autocast(dev, self.split in WHOLE_NETWORK_SPLITS, self.dtype):
             feats = self.net.backbone(x)
         if self.split == "bf16-fusion":
             logits = head_forward(self.net.classifier, feats, bf16=True, aspp_fp32=True)
         else:
-            with bf16_autocast(dev, self.split in ("bf16", "bf16-head")):
+            with low_precision_autocast(dev, self.split in HEAD_SPLITS, self.dtype):
                 logits = self.net.classifier(feats)
         return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
 
@@ -95,7 +110,18 @@ class PrecisionWrapper(nn.Module):
         h, w = x.shape[-2:]
         if h % INPUT_SIZE_MULTIPLE or w % INPUT_SIZE_MULTIPLE:
             raise ValueError(f"BianqueNet input height and width must be multiples of 64, got {h}x{w}")
-        return self._forward(x) if self._compiled is None else self._compiled(x)
+        logits = self._forward(x) if self._compiled is None else self._compiled(x)
+        if self.dtype == torch.float16 and not bool(torch.isfinite(logits).all()):
+            # fp16 overflowed somewhere (range ends at 65504): this batch again in fp32, never inf/NaN labels
+            self.overflows += 1
+            return self._forward_fp32(x)
+        return logits
+
+    def _forward_fp32(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        with low_precision_autocast(x.device.type, False):
+            logits = self.net.classifier(self.net.backbone(x))
+        return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
 
 
 AGREEMENT_GATE = 0.995
@@ -142,12 +168,12 @@ COMPILE_WORTHY_VARIANTS = ("bianquenet",)
 def auto_candidates(variant: str, device: torch.device) -> tuple[str, ...]:
     """Reduced-precision modes for ``choose_precision`` to try, in order, for ``precision="auto"``.
 
-    CUDA: ``bf16``, ``bf16-head``. CPU without bf16 units: none (fp32). CPU with bf16 units: ``bf16``
+    CUDA: ``fp16`` (whole network, closest to fp32 of the fast modes), ``bf16``, ``bf16-head``. CPU without bf16 units: none (fp32). CPU with bf16 units: ``bf16``
     (eager, no compile), then for the full network ``bf16-fusion-compiled`` when a C++ compiler exists
     (compiled only when whole-network bf16 failed the gate), then eager ``bf16-head``.
     """
     if device.type == "cuda":
-        return ("bf16", "bf16-head")
+        return ("fp16", "bf16", "bf16-head")
     if device.type != "cpu" or not cpu_has_bf16_units():
         return ()
     if variant in COMPILE_WORTHY_VARIANTS and cpu_compiler_available():
@@ -160,7 +186,8 @@ def choose_precision(net: BianqueNet, device: torch.device, input_size: int,
                      candidates: Sequence[str]) -> PrecisionChoice:
     """First candidate whose argmax label maps agree with fp32 on >= 99.5 % of pixels of the calibration
     phantoms; "fp32" when none does (or no calibration input can be made). A candidate that cannot run
-    here (compiled mode without a C++ compiler, compile failure) is skipped and named in ``skipped``."""
+    here (compiled mode without a C++ compiler, compile failure) or whose fp16 logits overflowed on a
+    calibration slice is skipped and named in ``skipped``."""
     if not candidates:
         return PrecisionChoice("fp32", {}, "no reduced-precision candidate on this device")
     try:
@@ -186,6 +213,10 @@ def choose_precision(net: BianqueNet, device: torch.device, input_size: int,
             skipped[mode] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             continue
         agreement[mode] = same / float(sum(r.numel() for r in ref))
+        if wrapped.overflows:
+            # its labels came from the fp32 rerun: agreeing, but every batch would cost two forward passes
+            skipped[mode] = f"fp16 overflow on {wrapped.overflows} of {len(ref)} calibration slices"
+            continue
         if agreement[mode] >= AGREEMENT_GATE:
             chosen, runner = mode, wrapped
             break

@@ -4,7 +4,8 @@ Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA)
 (default): the first candidate of :func:`inference.precision.auto_candidates` whose label maps agree with
 fp32 on >= 99.5 % of two synthetic phantom slices, checked once at start-up with the loaded weights
 (:func:`inference.precision.choose_precision`, result in ``precision_choice``); otherwise fp32. On CUDA:
-``"bf16"`` (whole network under bf16 autocast, channels_last), then ``"bf16-head"`` (backbone fp32/TF32,
+``"fp16"`` (whole network under float16 autocast, channels_last; a batch whose logits overflow is rerun in
+fp32), then ``"bf16"`` (the same with bfloat16), then ``"bf16-head"`` (backbone fp32/TF32,
 decoder + fusion head in bf16). On CPUs with bf16 units: ``"bf16"``, then for the full network
 ``"bf16-fusion-compiled"`` (bf16 head with the ASPP in fp32, compiled by TorchInductor at start-up: needs a
 C++ compiler, tens of seconds; set ``TORCHINDUCTOR_CACHE_DIR`` to keep the compiled code across restarts),
@@ -138,8 +139,8 @@ class Segmenter:
         else:
             self.precision_choice = PrecisionChoice(precision, {}, f"{precision}: requested")
         self.precision = self.precision_choice.mode
-        self.bf16 = self.precision != "fp32"
-        model = model.to(memory_format=torch.channels_last if self.bf16 else torch.contiguous_format)
+        self.channels_last = self.precision != "fp32"  # every reduced-precision mode runs channels_last
+        model = model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         self.model = model
         # the calibrated wrapper when auto chose it (a compiled mode must not compile twice)
         self.runner = (self.precision_choice.runner or PrecisionWrapper(model, self.precision)).eval()
@@ -158,7 +159,7 @@ class Segmenter:
     def predict_probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, S, S) float32 network inputs -> (N, C, S, S) float32 softmax probabilities."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-        if self.bf16:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = self.runner(x)
         return torch.softmax(logits.float(), dim=1).cpu().numpy()

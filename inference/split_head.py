@@ -19,24 +19,28 @@ import torch
 from inference.model import BianqueHead
 
 
-def bf16_autocast(device_type: str, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on ``device_type`` when ``enabled``; autocast explicitly off (fp32) otherwise."""
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=enabled)
+def low_precision_autocast(device_type: str, enabled: bool,
+                           dtype: torch.dtype = torch.bfloat16) -> contextlib.AbstractContextManager:
+    """``dtype`` (bf16 or fp16) autocast on ``device_type`` when ``enabled``; autocast explicitly off (fp32)
+    otherwise."""
+    return torch.autocast(device_type=device_type, dtype=dtype, enabled=enabled)
 
 
-def head_forward(head: BianqueHead, f: dict[str, torch.Tensor], bf16: bool, aspp_fp32: bool) -> torch.Tensor:
-    """Logits at half input resolution (fp32). ``bf16``: the head under bf16 autocast; ``aspp_fp32``: except
-    the ASPP, run in fp32 on the PSP output and rounded to bf16 afterwards."""
+def head_forward(head: BianqueHead, f: dict[str, torch.Tensor], bf16: bool, aspp_fp32: bool,
+                 dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """Logits at half input resolution (fp32). ``bf16``: the head under low-precision autocast (``dtype``,
+    bf16 by default); ``aspp_fp32``: except the ASPP, run in fp32 on the PSP output and rounded to ``dtype``
+    afterwards."""
     dev = f["out"].device.type
-    with bf16_autocast(dev, bf16):
+    with low_precision_autocast(dev, bf16, dtype):
         pooled = head.psp(f["out"])
     if aspp_fp32 and bf16:
-        with bf16_autocast(dev, False):
-            f32 = head.aspp(pooled.float()).to(torch.bfloat16)
+        with low_precision_autocast(dev, False):
+            f32 = head.aspp(pooled.float()).to(dtype)
     else:
-        with bf16_autocast(dev, bf16):
+        with low_precision_autocast(dev, bf16, dtype):
             f32 = head.aspp(pooled)
-    with bf16_autocast(dev, bf16):
+    with low_precision_autocast(dev, bf16, dtype):
         hidden = head.fuse(f32, f)
-    with bf16_autocast(dev, False):  # final 1x1 conv in fp32, as in BianqueHead.forward
+    with low_precision_autocast(dev, False):  # final 1x1 conv in fp32, as in BianqueHead.forward
         return head.classifier[-1](hidden.float())

@@ -31,14 +31,16 @@ needs_compiled_cpu = pytest.mark.skipif(
 
 def test_modes_are_selectable_and_ordered() -> None:
     assert {"fp32", "bf16", "bf16-head", "bf16-fusion", "bf16-compiled", "bf16-head-compiled",
-            "bf16-fusion-compiled"} <= set(PRECISION_MODES)
+            "bf16-fusion-compiled", "fp16", "fp16-head", "fp16-compiled"} <= set(PRECISION_MODES)
     with pytest.raises(ValueError, match="unknown precision mode 'bf16-tail'"):
         PrecisionWrapper(build_model("light"), "bf16-tail")
     full = auto_candidates("bianquenet", CPU)
     light = auto_candidates("light", CPU)
     assert all(m in PRECISION_MODES for m in full + light)
     assert not any(m.endswith("-compiled") for m in light)  # the light network is never compiled
-    assert auto_candidates("bianquenet", torch.device("cuda")) == ("bf16", "bf16-head")
+    # CUDA: fp16 first (same tensor-core speed as bf16, 3 more mantissa bits); never fp16 on a CPU
+    assert auto_candidates("bianquenet", torch.device("cuda")) == ("fp16", "bf16", "bf16-head")
+    assert not any(m.startswith("fp16") for m in full + light)
     if cpu_has_bf16_units() and cpu_compiler_available():
         # eager bf16 first (no compile), compiled bf16-head before its slower eager twin
         assert full == ("bf16", "bf16-fusion-compiled", "bf16-head")
@@ -111,3 +113,35 @@ def test_a_compiled_mode_that_cannot_run_is_skipped(monkeypatch: pytest.MonkeyPa
     assert "C++ compiler" in choice.skipped["bf16-fusion-compiled"]
     assert "skipped" in choice.reason
     assert not any(m.endswith("-compiled") for m in auto_candidates("bianquenet", CPU))
+
+
+def test_fp16_passes_the_gate_on_the_light_network_with_random_weights() -> None:
+    torch.manual_seed(0)
+    net = fold_batchnorm(build_model("light").eval(), inplace=True)
+    choice = choose_precision(net, CPU, 128, ("fp16",))
+    assert choice.mode == "fp16", choice.reason
+    assert choice.agreement["fp16"] >= AGREEMENT_GATE and choice.skipped == {}
+    assert choice.runner is not None and choice.runner.overflows == 0
+
+
+def test_fp16_overflow_is_rerun_in_fp32_and_never_chosen() -> None:
+    """Activations beyond fp16's range (65504) give inf/NaN logits: the wrapper reruns the batch in fp32 and
+    counts it; the start-up gate does not choose a mode that overflowed on its calibration slices."""
+    torch.manual_seed(0)
+    net = build_model("light").eval()
+    with torch.no_grad():
+        for p in net.backbone.parameters():
+            p.mul_(3.0)  # every layer amplifies: the deep features leave the fp16 range
+    x = torch.from_numpy(calibration_batch(64))
+    with torch.inference_mode():
+        ref = PrecisionWrapper(net, "fp32")(x)
+        assert torch.isfinite(ref).all() and ref.abs().max() > 65504  # fp32 copes
+        raw = PrecisionWrapper(net, "fp16")._forward(x)
+        assert not torch.isfinite(raw).all()  # the network really overflows in fp16
+        wrapper = PrecisionWrapper(net, "fp16")
+        out = wrapper(x)
+    assert wrapper.overflows == 1
+    assert torch.equal(out, ref)  # the fp32 rerun, bit for bit
+    choice = choose_precision(net, CPU, 64, ("fp16",))
+    assert choice.mode == "fp32" and choice.runner is None
+    assert "fp16 overflow on 2 of 2 calibration slices" in choice.skipped["fp16"]
