@@ -189,6 +189,9 @@ def main() -> int:
     ap.add_argument("--budget-s", type=float, default=360.0)
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--skip-max-autotune", action="store_true")
+    ap.add_argument("--only", action="append", default=[],
+                    help='keep only plan rows whose "VARIANT CONFIG bBATCH" contains this text (repeatable); '
+                         'name "bianquenet fp32 strict b1" too for agreement figures')
     args = ap.parse_args()
 
     smoke = args.smoke
@@ -313,6 +316,8 @@ def main() -> int:
     plan += [("bianquenet", full, "compile:reduce-overhead+freeze bf16-head+CL", b_big, 120, 45)]
     plan += [("light", light_model, "compile:reduce-overhead fp16+CL", b_big, 90, 35)]
     plan += [("bianquenet", full, "compile:reduce-overhead bf16-head+CL", 1, 90, 35)]
+    if args.only:
+        plan = [r for r in plan if any(o in f"{r[0]} {r[2]} b{r[3]}" for o in args.only)]
     for variant, model, config, batch, limit_s, min_left in plan:
         run_config(variant, model, config, batch, limit_s, min_left)
 
