@@ -304,7 +304,11 @@ class StudyPipeline:
         candidates = [i for i, _, _ in usable]
         loaded = [(slices[i], ds) for i, ds, _ in usable]
         prepared = [prep for _, _, prep in usable]
+        overflows_before = self.segmenter.fp16_overflows
         results = timer.run("segment", study_uid, lambda: list(self.segmenter.segment(prepared)))
+        if self.segmenter.fp16_overflows > overflows_before:
+            bound.warning("fp16_overflow_rerun_in_fp32",
+                          batches=self.segmenter.fp16_overflows - overflows_before, precision=self.segmenter.precision)
         pick = 0
         if len(results) > 1:
             pick = best_index(

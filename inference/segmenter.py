@@ -152,6 +152,11 @@ class Segmenter:
             input_size=self.input_size,
         )
 
+    @property
+    def fp16_overflows(self) -> int:
+        """Forward passes whose fp16 logits were not finite and were rerun in fp32, since start-up."""
+        return self.runner.overflows
+
     def prepare(self, ds: Dataset, frame_index: int | None = None) -> PreparedSlice:
         return prepare_slice(ds, frame_index, self.input_size)
 

@@ -29,6 +29,8 @@ class OracleSegmenter:
         self.truth = truth_by_sop
         self.identity = real.identity
         self.input_size = real.input_size
+        self.precision = real.precision
+        self.fp16_overflows = 0
 
     def prepare(self, ds, frame_index=None):
         return self.real.prepare(ds, frame_index)

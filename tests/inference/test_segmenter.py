@@ -143,3 +143,22 @@ def test_auto_precision_is_gated_on_label_agreement(tmp_path: Path) -> None:
     assert choice.mode == "fp32"
     assert set(choice.agreement) == {"bf16", "bf16-head"} and max(choice.agreement.values()) < 0.995
     assert Segmenter(path, device="cpu", precision="fp32").precision_choice.reason == "fp32: requested"
+
+
+def test_fp16_overflow_is_counted_and_the_labels_are_those_of_fp32(tmp_path: Path) -> None:
+    """A network whose features leave fp16's range: the Segmenter (explicit fp16) reruns the batch in fp32 and
+    counts it, so the node can log it; its labels equal the fp32 Segmenter's."""
+    torch.manual_seed(0)
+    net = build_model("light")
+    with torch.no_grad():
+        for p in net.backbone.parameters():
+            p.mul_(3.0)
+    path = tmp_path / "hot.pt"
+    save_weights(path, net, "light", 64)
+    ds = _dataset()
+    fp16 = Segmenter(path, device="cpu", precision="fp16")
+    assert fp16.fp16_overflows == 0
+    got = fp16.segment([ds])[0]
+    assert fp16.fp16_overflows == 1
+    ref = Segmenter(path, device="cpu", precision="fp32").segment([ds])[0]
+    assert np.array_equal(got.label_map, ref.label_map)
