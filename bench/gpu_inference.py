@@ -22,7 +22,7 @@ light variant (the shipped weights in inference/weights/ when present, else rand
   "reduce-overhead" at batch 1;
 * BatchNorm folded into the convolutions in every configuration except the strict-fp32 reference.
 
-Every row runs the network's forward pass (``PrecisionWrapper._forward``) without the Segmenter's fp16
+Every row runs the network's bare forward pass (``inference.precision.NetworkForward``) without the Segmenter's fp16
 overflow check (``torch.isfinite`` on the logits, then an fp32 rerun), so the rows show raw fp16 behaviour.
 Label agreement is the fraction of pixels whose argmax equals the strict-fp32 reference's (gate >= 99.5 %);
 with random weights many pixels are near ties, so the TF32 row shows the noise floor. Every row also records
@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:
 
 from inference.fuse import fold_batchnorm  # noqa: E402
 from inference.model import build_model  # noqa: E402
-from inference.precision import EAGER_MODES, PrecisionWrapper  # noqa: E402
+from inference.precision import EAGER_MODES, NetworkForward, PrecisionWrapper  # noqa: E402
 from inference.preprocess import normalise  # noqa: E402
 from inference.weights_io import DEFAULT_WEIGHTS_PATH, load_weights  # noqa: E402
 
@@ -172,17 +172,6 @@ def config_mode(config: str) -> str:
     return mode
 
 
-class ForwardOnly(torch.nn.Module):
-    """The network's forward pass of a PrecisionWrapper, without its fp16 overflow check (for torch.compile)."""
-
-    def __init__(self, wrapper: PrecisionWrapper):
-        super().__init__()
-        self.wrapper = wrapper
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.wrapper._forward(x)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="CPU, 64 px, batch <= 2, dynamo fullgraph check, no inductor")
@@ -250,12 +239,12 @@ def main() -> int:
             with time_limit(min(limit_s, left)), torch.inference_mode():
                 t_setup = time.perf_counter()
                 mode = config_mode(config)
-                bf16 = mode != "fp32"  # every reduced-precision mode runs channels_last
+                channels_last = mode != "fp32"  # every reduced-precision mode runs channels_last
                 set_tf32(config != "fp32 strict")
                 net = model if config == "fp32 strict" else folded[variant]
-                net = net.to(memory_format=torch.channels_last if bf16 else torch.contiguous_format)
-                xin = x.contiguous(memory_format=torch.channels_last) if bf16 else x.contiguous()
-                fn = ForwardOnly(PrecisionWrapper(net, mode).eval())
+                net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+                xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+                fn = NetworkForward(PrecisionWrapper(net, mode).eval())
                 if config.startswith("compile"):
                     torch._dynamo.reset()  # each configuration compiles afresh (no recompile-limit fallback)
                     cmode, _, opts = config.split(":", 1)[1].split(" ")[0].partition("+")

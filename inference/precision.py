@@ -92,17 +92,20 @@ class PrecisionWrapper(nn.Module):
         self._compiled: CompiledForward | None = None
         if mode.endswith(COMPILED_SUFFIX):
             device_type = next(net.parameters()).device.type
-            self._compiled = CompiledForward(PrecisionWrapper(net, self.split), device_type)
+            # the bare forward pass is compiled; the fp16 overflow check below stays outside the graph
+            self._compiled = CompiledForward(NetworkForward(PrecisionWrapper(net, self.split)), device_type)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, split: str | None = None) -> torch.Tensor:
+        """The network's forward pass with this wrapper's precision split (or ``split``, e.g. "fp32")."""
+        split = split or self.split
         h, w = x.shape[-2:]
         dev = x.device.type
-        with low_precision_autocast(dev, self.split in WHOLE_NETWORK_SPLITS, self.dtype):
+        with low_precision_autocast(dev, split in WHOLE_NETWORK_SPLITS, self.dtype):
             feats = self.net.backbone(x)
-        if self.split == "bf16-fusion":
+        if split == "bf16-fusion":
             logits = head_forward(self.net.classifier, feats, bf16=True, aspp_fp32=True)
         else:
-            with low_precision_autocast(dev, self.split in HEAD_SPLITS, self.dtype):
+            with low_precision_autocast(dev, split in HEAD_SPLITS, self.dtype):
                 logits = self.net.classifier(feats)
         return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
 
@@ -114,14 +117,20 @@ class PrecisionWrapper(nn.Module):
         if self.dtype == torch.float16 and not bool(torch.isfinite(logits).all()):
             # fp16 overflowed somewhere (range ends at 65504): this batch again in fp32, never inf/NaN labels
             self.overflows += 1
-            return self._forward_fp32(x)
+            return self._forward(x, "fp32")
         return logits
 
-    def _forward_fp32(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        with low_precision_autocast(x.device.type, False):
-            logits = self.net.classifier(self.net.backbone(x))
-        return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
+
+class NetworkForward(nn.Module):
+    """A PrecisionWrapper's bare forward pass, without its input-size check and fp16 overflow rerun: the part
+    that ``torch.compile`` compiles (the data-dependent rerun would break the graph)."""
+
+    def __init__(self, wrapper: PrecisionWrapper):
+        super().__init__()
+        self.wrapper = wrapper
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.wrapper._forward(x)
 
 
 AGREEMENT_GATE = 0.995

@@ -26,21 +26,19 @@ def low_precision_autocast(device_type: str, enabled: bool,
     return torch.autocast(device_type=device_type, dtype=dtype, enabled=enabled)
 
 
-def head_forward(head: BianqueHead, f: dict[str, torch.Tensor], bf16: bool, aspp_fp32: bool,
-                 dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
-    """Logits at half input resolution (fp32). ``bf16``: the head under low-precision autocast (``dtype``,
-    bf16 by default); ``aspp_fp32``: except the ASPP, run in fp32 on the PSP output and rounded to ``dtype``
-    afterwards."""
+def head_forward(head: BianqueHead, f: dict[str, torch.Tensor], bf16: bool, aspp_fp32: bool) -> torch.Tensor:
+    """Logits at half input resolution (fp32). ``bf16``: the head under bf16 autocast; ``aspp_fp32``: except
+    the ASPP, run in fp32 on the PSP output and rounded to bf16 afterwards."""
     dev = f["out"].device.type
-    with low_precision_autocast(dev, bf16, dtype):
+    with low_precision_autocast(dev, bf16):
         pooled = head.psp(f["out"])
     if aspp_fp32 and bf16:
         with low_precision_autocast(dev, False):
-            f32 = head.aspp(pooled.float()).to(dtype)
+            f32 = head.aspp(pooled.float()).to(torch.bfloat16)
     else:
-        with low_precision_autocast(dev, bf16, dtype):
+        with low_precision_autocast(dev, bf16):
             f32 = head.aspp(pooled)
-    with low_precision_autocast(dev, bf16, dtype):
+    with low_precision_autocast(dev, bf16):
         hidden = head.fuse(f32, f)
     with low_precision_autocast(dev, False):  # final 1x1 conv in fp32, as in BianqueHead.forward
         return head.classifier[-1](hidden.float())

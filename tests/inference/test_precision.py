@@ -124,14 +124,20 @@ def test_fp16_passes_the_gate_on_the_light_network_with_random_weights() -> None
     assert choice.runner is not None and choice.runner.overflows == 0
 
 
-def test_fp16_overflow_is_rerun_in_fp32_and_never_chosen() -> None:
-    """Activations beyond fp16's range (65504) give inf/NaN logits: the wrapper reruns the batch in fp32 and
-    counts it; the start-up gate does not choose a mode that overflowed on its calibration slices."""
+def _hot_light_network() -> torch.nn.Module:
+    """A light network whose deep features leave fp16's range (every backbone layer amplifies)."""
     torch.manual_seed(0)
     net = build_model("light").eval()
     with torch.no_grad():
         for p in net.backbone.parameters():
-            p.mul_(3.0)  # every layer amplifies: the deep features leave the fp16 range
+            p.mul_(3.0)
+    return net
+
+
+def test_fp16_overflow_is_rerun_in_fp32_and_never_chosen() -> None:
+    """Activations beyond fp16's range (65504) give inf/NaN logits: the wrapper reruns the batch in fp32 and
+    counts it; the start-up gate does not choose a mode that overflowed on its calibration slices."""
+    net = _hot_light_network()
     x = torch.from_numpy(calibration_batch(64))
     with torch.inference_mode():
         ref = PrecisionWrapper(net, "fp32")(x)
@@ -145,3 +151,26 @@ def test_fp16_overflow_is_rerun_in_fp32_and_never_chosen() -> None:
     choice = choose_precision(net, CPU, 64, ("fp16",))
     assert choice.mode == "fp32" and choice.runner is None
     assert "fp16 overflow on 2 of 2 calibration slices" in choice.skipped["fp16"]
+
+
+def test_compiled_fp16_overflow_is_counted_by_the_wrapper_the_caller_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled graph is the bare forward pass: the overflow check and fp32 rerun run once, outside it, and
+    are counted where the Segmenter reads them (compilation replaced by a plain call to stay fast)."""
+    import inference.precision as precision
+
+    class PlainCall:
+        def __init__(self, module: torch.nn.Module, device_type: str = "cpu") -> None:
+            self.module = module
+
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            return self.module(x)
+
+    monkeypatch.setattr(precision, "CompiledForward", PlainCall)
+    net = _hot_light_network()
+    x = torch.from_numpy(calibration_batch(64))
+    wrapper = PrecisionWrapper(net, "fp16-compiled")
+    with torch.inference_mode():
+        out = wrapper(x)
+        ref = PrecisionWrapper(net, "fp32")(x)
+    assert wrapper.overflows == 1
+    assert torch.equal(out, ref)
