@@ -67,6 +67,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_frac: float = 0.03
     dice_weight: float = 1.0
+    boundary_weight: float = 0.0  # extra cross-entropy weight of pixels at annotated outlines (loss.py)
+    boundary_radius: int = 1
     seed: int = 0
     val_every: int = 200
     max_minutes: float | None = None  # stop (and finish normally) after this wall time

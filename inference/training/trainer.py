@@ -249,7 +249,8 @@ def train(
         gw = torch.from_numpy(np.stack(ws)).to(dev)
         with torch.autocast(dev.type, dtype=autocast_dtype, enabled=use_autocast):
             logits = model(x)
-        lv = partial_label_loss(logits, codes, tabs, groups, gw, cfg.dice_weight)
+        lv = partial_label_loss(logits, codes, tabs, groups, gw, cfg.dice_weight,
+                                boundary_weight=cfg.boundary_weight, boundary_radius=cfg.boundary_radius)
         opt.zero_grad(set_to_none=True)
         lv.total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
