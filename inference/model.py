@@ -105,12 +105,21 @@ class Backbone(nn.Module):
         blocks += [block(self._cin, planes, 1, self._dilation, None) for _ in range(1, n)]
         return nn.Sequential(*blocks)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, scaled_from: int | None = None, scale: float = 1.0) -> dict[str, torch.Tensor]:
+        """Feature maps for the head. ``scaled_from``/``scale`` (inference.range_scaling): the residual stream
+        is multiplied by ``scale`` before layer-3 block ``scaled_from`` (``len(layer3)``: before layer 4), so
+        ``out`` is ``scale`` times the true features when the blocks from there on had their shifts scaled too."""
         c1 = self.conv1(x)
         x = self.maxpool(self.relu(self.bn1(c1)))
         low = self.layer1(x)
         l2 = self.layer2(low)
-        out = self.layer4(self.layer3(l2))
+        if scaled_from is None:
+            out = self.layer4(self.layer3(l2))
+        else:
+            y = l2
+            for i, block in enumerate(self.layer3):
+                y = block(y * scale if i == scaled_from else y)
+            out = self.layer4(y * scale if scaled_from >= len(self.layer3) else y)
         return {"conv1": c1, "low_level": low, "layer_2": l2, "out": out}
 
 
@@ -356,8 +365,11 @@ class BianqueHead(nn.Module):
             nn.Conv2d(cfg.head_channels, cfg.num_classes, 1),
         )
 
-    def forward(self, f: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.fuse(self.aspp(self.psp(f["out"])), f)
+    def forward(self, f: dict[str, torch.Tensor], dfe_scale: float = 1.0) -> torch.Tensor:
+        """Logits at half input resolution. ``dfe_scale``: ``f["out"]`` and the PSP/ASPP shifts are ``dfe_scale``
+        times their true values (inference.range_scaling); the ASPP output is brought back before the fusion."""
+        dfe = self.aspp(self.psp(f["out"]))
+        hidden = self.fuse(dfe if dfe_scale == 1.0 else dfe * (1.0 / dfe_scale), f)
         # final 1x1 conv in fp32 even under autocast: bf16 logits (8-bit mantissa) would create argmax ties
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             return self.classifier[-1](hidden.float())

@@ -4,8 +4,9 @@ Device ``"auto"`` picks CUDA when available, else CPU (never fails without CUDA)
 (default): the first candidate of :func:`inference.precision.auto_candidates` whose label maps agree with
 fp32 on >= 99.5 % of two synthetic phantom slices, checked once at start-up with the loaded weights
 (:func:`inference.precision.choose_precision`, result in ``precision_choice``); otherwise fp32. On CUDA:
-``"fp16"`` (whole network under float16 autocast, channels_last; a batch whose logits overflow is rerun in
-fp32), then ``"bf16"`` (the same with bfloat16), then ``"bf16-head"`` (backbone fp32/TF32,
+``"fp16-scaled"`` (whole network under float16 autocast, channels_last; activations that would leave fp16's
+range on the calibration slices are computed power-of-two scaled, :mod:`inference.range_scaling`; a batch
+whose logits still overflow is rerun in fp32), then ``"bf16"`` (the same with bfloat16), then ``"bf16-head"`` (backbone fp32/TF32,
 decoder + fusion head in bf16). On CPUs with bf16 units: ``"bf16"``, then for the full network
 ``"bf16-fusion-compiled"`` (bf16 head with the ASPP in fp32, compiled by TorchInductor at start-up: needs a
 C++ compiler, tens of seconds; set ``TORCHINDUCTOR_CACHE_DIR`` to keep the compiled code across restarts),
@@ -156,6 +157,12 @@ class Segmenter:
     def fp16_overflows(self) -> int:
         """Forward passes whose fp16 logits were not finite and were rerun in fp32, since start-up."""
         return self.runner.overflows
+
+    @property
+    def range_scaling(self) -> str | None:
+        """How ``fp16-scaled`` keeps the activations in fp16's range (None in other modes)."""
+        plan = self.runner.range_plan
+        return plan.describe() if plan is not None else None
 
     def prepare(self, ds: Dataset, frame_index: int | None = None) -> PreparedSlice:
         return prepare_slice(ds, frame_index, self.input_size)

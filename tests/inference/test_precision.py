@@ -31,7 +31,8 @@ needs_compiled_cpu = pytest.mark.skipif(
 
 def test_modes_are_selectable_and_ordered() -> None:
     assert {"fp32", "bf16", "bf16-head", "bf16-fusion", "bf16-compiled", "bf16-head-compiled",
-            "bf16-fusion-compiled", "fp16", "fp16-head", "fp16-compiled"} <= set(PRECISION_MODES)
+            "bf16-fusion-compiled", "fp16", "fp16-head", "fp16-compiled", "fp16-scaled",
+            "fp16-scaled-compiled"} <= set(PRECISION_MODES)
     with pytest.raises(ValueError, match="unknown precision mode 'bf16-tail'"):
         PrecisionWrapper(build_model("light"), "bf16-tail")
     full = auto_candidates("bianquenet", CPU)
@@ -39,7 +40,7 @@ def test_modes_are_selectable_and_ordered() -> None:
     assert all(m in PRECISION_MODES for m in full + light)
     assert not any(m.endswith("-compiled") for m in light)  # the light network is never compiled
     # CUDA: fp16 first (same tensor-core speed as bf16, 3 more mantissa bits); never fp16 on a CPU
-    assert auto_candidates("bianquenet", torch.device("cuda")) == ("fp16", "bf16", "bf16-head")
+    assert auto_candidates("bianquenet", torch.device("cuda")) == ("fp16-scaled", "bf16", "bf16-head")
     assert not any(m.startswith("fp16") for m in full + light)
     if cpu_has_bf16_units() and cpu_compiler_available():
         # eager bf16 first (no compile), compiled bf16-head before its slower eager twin
