@@ -158,13 +158,7 @@ def test_compiled_fp16_overflow_is_counted_by_the_wrapper_the_caller_holds(monke
     """The compiled graph is the bare forward pass: the overflow check and fp32 rerun run once, outside it, and
     are counted where the Segmenter reads them (compilation replaced by a plain call to stay fast)."""
     import inference.precision as precision
-
-    class PlainCall:
-        def __init__(self, module: torch.nn.Module, device_type: str = "cpu") -> None:
-            self.module = module
-
-        def __call__(self, x: torch.Tensor) -> torch.Tensor:
-            return self.module(x)
+    from model_factory import PlainCall
 
     monkeypatch.setattr(precision, "CompiledForward", PlainCall)
     net = _hot_light_network()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from dicom_factory import canonical_pattern, make_mr, source_iop
-from model_factory import deep_hot_light_network, random_shifts
+from model_factory import PlainCall, deep_hot_light_network, random_shifts
 
 import inference.precision as precision
 from inference import build_model
@@ -104,13 +104,6 @@ def test_a_network_within_range_is_plain_fp16_without_a_copy() -> None:
 
 
 def test_compiled_fp16_scaled_compiles_the_scaled_forward(monkeypatch: pytest.MonkeyPatch) -> None:
-    class PlainCall:  # compilation replaced by a plain call to stay fast
-        def __init__(self, module: torch.nn.Module, device_type: str = "cpu") -> None:
-            self.module = module
-
-        def __call__(self, x: torch.Tensor) -> torch.Tensor:
-            return self.module(x)
-
     monkeypatch.setattr(precision, "CompiledForward", PlainCall)
     net = deep_hot_light_network()
     x = torch.from_numpy(calibration_batch(64))
