@@ -119,7 +119,8 @@ class PrecisionWrapper(nn.Module):
         h, w = x.shape[-2:]
         dev = x.device.type
         if split == "fp16-scaled":
-            assert self._scaled_net is not None and self.range_plan is not None
+            if self._scaled_net is None or self.range_plan is None:
+                raise RuntimeError(f"a {self.mode} wrapper has no fp16 range plan; build one for fp16-scaled")
             with low_precision_autocast(dev, True, torch.float16):
                 logits = scaled_logits(self._scaled_net, self.range_plan, x)
             return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
