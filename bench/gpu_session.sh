@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One prepared device call for a lent GPU (issue 3 latency targets; with GPU_TRAIN=1 also the issue 6 GPU fine-tune):
 #
-#   On the dev machine:  bash bench/prepare_gpu_data.sh           # -> .gpu/data (git-ignored), carried
+#   On the dev machine:  bash bench/prepare_gpu_data.sh           # -> .gpu/data (git-ignored; only for GPU_TRAIN=1)
 #                        pip download --no-deps -d .whl pydicom==3.0.2  # the GPU image has no pydicom (git-ignored)
-#   Device call:         run(command="bash bench/gpu_session.sh", carry=[".gpu", ".whl"], timeout_s=595)
+#   Device call:         run(command="bash bench/gpu_session.sh", carry=[".whl"], timeout_s=595)
+#                        (with GPU_TRAIN=1: command="GPU_TRAIN=1 bash bench/gpu_session.sh", carry=[".gpu", ".whl"])
 #
 # 1. bench/gpu_inference.py with a hard budget (INFER_BUDGET_S, default 420 s, 200 s with GPU_TRAIN=1)
 #    -> $OUT/infer.txt, gpu_inference.json
