@@ -18,9 +18,9 @@
   of the calibration phantoms leave fp16's range somewhere in layer 3, layer 4 or the PSP/ASPP (the full network
   with random weights reaches 6e5 there), that part runs on activations scaled by a power of two (its shifts
   scaled with them; exact in floating point), so fp16 stays finite with its 10-bit mantissa. Emulated on CPU
-  (fp16 rounding of every convolution's inputs, weights and outputs), the full network with random weights
-  agrees with fp32 on 99.89 / 99.87 % of the two calibration phantoms' pixels, against 98.93 / 98.97 % for
-  whole-network bf16 emulated the same way. A network that stays in range (the shipped light weights) runs as
+  (``bench/fp16_emulation.py``: fp16 rounding of every convolution's inputs, weights and outputs), the full
+  network with random weights agrees with fp32 on 99.91 / 99.88 % of the two calibration phantoms' pixels,
+  against 99.14 / 98.99 % for whole-network bf16 emulated the same way. A network that stays in range (the shipped light weights) runs as
   plain ``"fp16"``, without a copy. CUDA's first ``auto`` candidate.
 * ``"<mode>-compiled"`` (``bf16-compiled``, ``bf16-head-compiled``, ``bf16-fusion-compiled``): the same
   split, the forward pass compiled by TorchInductor with frozen weights (:mod:`inference.cpu_compile`:
