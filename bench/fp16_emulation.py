@@ -28,9 +28,7 @@ if str(ROOT) not in sys.path:
 
 from inference.model import BianqueNet, Bottleneck, build_model  # noqa: E402
 from inference.precision import calibration_batch  # noqa: E402
-from inference.range_scaling import RangePlan, plan_range_scaling, range_scaled_copy, scaled_logits  # noqa: E402
-
-NO_SCALING = RangePlan(None, "", 0, 0.0, 0.0)
+from inference.range_scaling import NO_SCALING, plan_range_scaling, range_scaled_copy, scaled_logits  # noqa: E402
 
 
 def emulated(net: BianqueNet, dtype: torch.dtype) -> BianqueNet:

@@ -62,7 +62,7 @@ from torch import nn
 
 from inference.cpu_compile import CompiledForward, cpu_compiler_available
 from inference.model import INPUT_SIZE_MULTIPLE, BianqueNet
-from inference.range_scaling import RangePlan, plan_range_scaling, range_scaled_copy, scaled_logits
+from inference.range_scaling import NO_SCALING, RangePlan, plan_range_scaling, range_scaled_copy
 from inference.split_head import head_forward, low_precision_autocast
 
 COMPILED_SUFFIX = "-compiled"
@@ -86,10 +86,13 @@ def autocast_dtype(mode: str) -> torch.dtype:
 class PrecisionWrapper(nn.Module):
     """Runs a BianqueNet with the given precision mode; returns fp32 logits at input resolution.
 
-    Compiled modes compile at the first call, for the device of the network's weights.
+    Compiled modes compile at the first call, for the device of the network's weights. ``fp16-scaled`` plans
+    its range scaling on ``calibration`` (preprocessed slices on the network's device; default: the
+    calibration phantoms at the variant's input size), which ``choose_precision`` passes so that the plan and
+    the gate see the same slices.
     """
 
-    def __init__(self, net: BianqueNet, mode: str):
+    def __init__(self, net: BianqueNet, mode: str, calibration: torch.Tensor | None = None):
         super().__init__()
         if mode not in PRECISION_MODES:
             raise ValueError(f"unknown precision mode {mode!r}; use one of {PRECISION_MODES}")
@@ -104,13 +107,14 @@ class PrecisionWrapper(nn.Module):
         if mode.endswith(COMPILED_SUFFIX):
             device_type = next(net.parameters()).device.type
             # the bare forward pass is compiled; the fp16 overflow check below stays outside the graph
-            inner = PrecisionWrapper(net, self.split)
+            inner = PrecisionWrapper(net, self.split, calibration)
             self.range_plan = inner.range_plan
             self._compiled = CompiledForward(NetworkForward(inner), device_type)
         elif self.split == "fp16-scaled":
-            device = next(net.parameters()).device
-            x = torch.from_numpy(calibration_batch(net.config.default_input_size)).to(device)
-            self.range_plan = plan_range_scaling(net, x)
+            if calibration is None:
+                device = next(net.parameters()).device
+                calibration = torch.from_numpy(calibration_batch(net.config.default_input_size)).to(device)
+            self.range_plan = plan_range_scaling(net, calibration)
             self._scaled_net = range_scaled_copy(net, self.range_plan)
 
     def _forward(self, x: torch.Tensor, split: str | None = None) -> torch.Tensor:
@@ -118,19 +122,18 @@ class PrecisionWrapper(nn.Module):
         split = split or self.split
         h, w = x.shape[-2:]
         dev = x.device.type
+        net, plan = self.net, NO_SCALING
         if split == "fp16-scaled":
             if self._scaled_net is None or self.range_plan is None:
                 raise RuntimeError(f"a {self.mode} wrapper has no fp16 range plan; build one for fp16-scaled")
-            with low_precision_autocast(dev, True, torch.float16):
-                logits = scaled_logits(self._scaled_net, self.range_plan, x)
-            return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
+            net, plan = self._scaled_net, self.range_plan
         with low_precision_autocast(dev, split in WHOLE_NETWORK_SPLITS, self.dtype):
-            feats = self.net.backbone(x)
+            feats = net.backbone(x, plan.scaled_from, plan.scale)
         if split == "bf16-fusion":
-            logits = head_forward(self.net.classifier, feats, bf16=True, aspp_fp32=True)
+            logits = head_forward(net.classifier, feats, bf16=True, aspp_fp32=True)
         else:
             with low_precision_autocast(dev, split in HEAD_SPLITS, self.dtype):
-                logits = self.net.classifier(feats)
+                logits = net.classifier(feats, dfe_scale=plan.scale)
         return F.interpolate(logits.float(), size=(h, w), mode="bilinear", align_corners=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,7 +241,7 @@ def choose_precision(net: BianqueNet, device: torch.device, input_size: int,
     skipped: dict[str, str] = {}
     for mode in candidates:
         try:
-            wrapped = PrecisionWrapper(net_cl, mode)
+            wrapped = PrecisionWrapper(net_cl, mode, calibration=x)
             same = sum(int((wrapped(x[i:i + 1].contiguous(memory_format=torch.channels_last)).argmax(1) == r).sum())
                        for i, r in enumerate(ref))
         except Exception as exc:  # noqa: BLE001 - a mode that cannot run here is not chosen; the next is tried

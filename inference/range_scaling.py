@@ -60,6 +60,9 @@ class RangePlan:
                 f"{self.peak:.3g}, elsewhere {self.outside_peak:.3g})")
 
 
+NO_SCALING = RangePlan(None, "", 0, 0.0, 0.0)  # run a network as it is
+
+
 def _scaled_prefixes(net: BianqueNet, scaled_from: int) -> tuple[str, ...]:
     blocks = tuple(f"backbone.layer3.{i}" for i in range(scaled_from, len(net.backbone.layer3)))
     return (*blocks, "backbone.layer4", "classifier.psp", "classifier.aspp")
@@ -134,8 +137,5 @@ def range_scaled_copy(net: BianqueNet, plan: RangePlan) -> BianqueNet:
 
 def scaled_logits(scaled_net: BianqueNet, plan: RangePlan, x: torch.Tensor) -> torch.Tensor:
     """Logits at half input resolution of the network that ``range_scaled_copy`` made (equal to the original
-    network's, up to fp32 rounding)."""
-    if not plan.active:
-        return scaled_net.classifier(scaled_net.backbone(x))
-    feats = scaled_net.backbone(x, plan.scaled_from, plan.scale)
-    return scaled_net.classifier(feats, dfe_scale=plan.scale)
+    network's, up to fp32 rounding); with :data:`NO_SCALING`, any network's own logits."""
+    return scaled_net.classifier(scaled_net.backbone(x, plan.scaled_from, plan.scale), dfe_scale=plan.scale)
