@@ -48,6 +48,12 @@ class Row:
     dsi_network: float | None  # None: not measured (reason in ``reason``)
     dsi_annotated: float | None  # bench/spider_delta_si.py on the annotators' masks (default method)
     reason: str
+    outline_range: tuple[float, float] | None = None  # ΔSI over the outline shrunk / grown by one pixel
+
+    @property
+    def outline_sensitive(self) -> bool:
+        """The node's reason "ΔSI depends on the disc outline" (raw peak difference moved > 3 levels)."""
+        return "ΔSI depends on the disc outline" in self.reason
 
 
 def measure(data: Path, weights: str) -> list[Row]:
@@ -76,7 +82,7 @@ def measure(data: Path, weights: str) -> list[Row]:
             if ivd not in grades[patient]:
                 continue
             rows.append(Row(patient, ivd, grades[patient][ivd], patient in held_out, disc.delta_si,
-                            annotated.get((patient, ivd)), "; ".join(disc.reasons)))
+                            annotated.get((patient, ivd)), "; ".join(disc.reasons), disc.delta_si_outline_range))
     return rows
 
 
@@ -122,6 +128,19 @@ def report(rows: list[Row], weights_sha: str) -> str:
         v = [r.dsi_network for r in rows if r.pfirrmann == grade and r.dsi_network is not None]
         if v:
             lines.append(f"| {grade} | {len(v)} | {np.mean(v):.1f} | {np.std(v):.1f} |")
+    measured = [r for r in rows if r.dsi_network is not None and r.outline_range is not None]
+    if measured:
+        width = [r.outline_range[1] - r.outline_range[0] for r in measured]
+        flagged = [r for r in measured if r.outline_sensitive]
+        lines += ["", "ΔSI outline range (the SR's measurement uncertainty: ΔSI over the network's disc outline shrunk",
+                  "and grown by one pixel) and the discs the node flags as depending on their outline (raw peak",
+                  "difference moves more than 3 grey levels):", "",
+                  "| discs | n | median range width (ΔSI) | rho, network |", "|---|---|---|---|",
+                  f"| all measured | {len(measured)} | {np.median(width):.1f} | {_rho(pairs(measured, 'dsi_network'))} |"]
+        for name, subset in (("flagged", flagged), ("not flagged", [r for r in measured if not r.outline_sensitive])):
+            w = [r.outline_range[1] - r.outline_range[0] for r in subset]
+            lines.append(f"| {name} | {len(subset)} | {np.median(w) if w else float('nan'):.1f} | "
+                         f"{_rho(pairs(subset, 'dsi_network'))} |")
     missing = [r for r in rows if r.dsi_network is None]
     if missing:
         lines += ["", "Not measured: " + "; ".join(f"patient {r.patient} {LEVEL_NAME[r.ivd]} ({r.reason})"

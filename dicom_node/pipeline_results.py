@@ -106,6 +106,9 @@ def disc_record(disc: DiscResult) -> dict[str, Any]:
         for name, attribute, unit in DISC_MEASUREMENTS
         if getattr(disc, attribute) is not None
     }
+    if "delta_si" in measurements and disc.delta_si_outline_range is not None:
+        # ΔSI on the outline shrunk / grown by one pixel: its lowest and highest value over the three
+        measurements["delta_si"]["outline_range"] = [_jsonable(v) for v in disc.delta_si_outline_range]
     return {
         "level": disc.level,
         "status": disc.status.value,

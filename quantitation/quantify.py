@@ -13,13 +13,14 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from quantitation import geometry_bianque2022 as g_orig
 from quantitation import geometry_default as g_def
 from quantitation import labels as lab
 from quantitation import references as ref
 from quantitation import signal_intensity as sig
-from quantitation.grading import deviations, grade_group
+from quantitation.grading import deviations, grade_group, grade_group_label
 from quantitation.geometry_types import (
     DiscAxis,
     DiscGeometryMethod,
@@ -41,6 +42,9 @@ from quantitation.results import (
 )
 
 _SIGNAL_MIN_PIXELS = 10  # fewer disc / reference pixels than this: no histogram measure
+# A disc whose raw peak difference moves by more than this many grey levels when its outline shrinks or grows
+# by one pixel gets a reason saying so (issue 4's stability target; 20 of 356 annotated real discs exceed it).
+OUTLINE_SENSITIVITY_LIMIT = 3.0
 # The presacral fat region must be at least this share of a lumbar body's area to serve as a reference: on
 # real slices the network (which learnt fat from phantoms only) leaves fragments of 17-73 pixels, about
 # 1-5 % of a body, whose levels ranged from 103 to 226; the drawn phantom's fat is about 20 %.
@@ -205,13 +209,45 @@ def _reference_level(mask: BoolArray, grey: NDArray[np.uint8], m: Method, *, bri
     return level(window[c.mask], weights=sig.rim_weights(c.mask))
 
 
-def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> sig.Peaks:
+def _region_peaks(window: NDArray[np.uint8], mask: BoolArray, m: Method) -> sig.Peaks:
     if m is Method.BIANQUE2022:
-        return sig.original_peaks(grey[mask])
-    c = crop(mask, 1)
+        return sig.original_peaks(window[mask])  # row-major order within the crop = within the image
+    return sig.disc_peaks(window[mask], sig.disc_weights(mask))
+
+
+def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> tuple[sig.Peaks, tuple[float, ...]]:
+    """The disc's peaks, and the raw peak difference on its outline shrunk and grown by one pixel (4-connected
+    erosion and dilation; a shrunk outline with fewer than ``_SIGNAL_MIN_PIXELS`` pixels is left out)."""
+    c = crop(mask, 2)
     assert c is not None
     window = grey[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]]
-    return sig.disc_peaks(window[c.mask], sig.disc_weights(c.mask))
+    peaks = _region_peaks(window, c.mask, m)
+    changed: list[float] = []
+    for other in (ndimage.binary_erosion(c.mask), ndimage.binary_dilation(c.mask)):
+        if np.count_nonzero(other) < _SIGNAL_MIN_PIXELS:
+            continue
+        try:
+            changed.append(_region_peaks(window, other, m).difference)
+        except ValueError:  # e.g. only saturated pixels left
+            continue
+    return peaks, tuple(changed)
+
+
+def _outline_sensitivity(peaks: sig.Peaks, changed: tuple[float, ...], csf_ref: float
+                         ) -> tuple[tuple[float, float], str | None]:
+    """ΔSI range over the outline and its one-pixel erosion / dilation, and a reason when the raw peak
+    difference moves by more than ``OUTLINE_SENSITIVITY_LIMIT`` grey levels there."""
+    values = [sig.delta_si(d, csf_ref) for d in (peaks.difference, *changed)]
+    lo, hi = min(values), max(values)
+    moved = max((abs(d - peaks.difference) for d in changed), default=0.0)
+    if moved <= OUTLINE_SENSITIVITY_LIMIT:
+        return (lo, hi), None
+    groups = sorted({grade_group(v)[0] for v in (lo, hi)})
+    grade = (f"; grade group {grade_group_label(groups[0])} to {grade_group_label(groups[-1])} over that range"
+             if len(groups) > 1 else "")
+    return (lo, hi), (f"ΔSI depends on the disc outline: {lo:.1f} to {hi:.1f} when the outline is one pixel "
+                      f"smaller or larger (the peak difference moves {moved:.1f} grey levels, more than "
+                      f"{OUTLINE_SENSITIVITY_LIMIT:g}){grade}")
 
 
 def _status(measured: list[bool]) -> Status:
@@ -452,17 +488,21 @@ def _disc(
     # ---- signal ----
     n_px = int(np.count_nonzero(raw))
     d_si = d_si_fat = None
+    outline_range: tuple[float, float] | None = None
     if n_px < _SIGNAL_MIN_PIXELS:
         reasons.append(f"ΔSI: disc mask has only {n_px} pixels")
     else:
+        peaks: sig.Peaks | None = None
         try:
-            peaks: sig.Peaks | None = _disc_signal(raw, grey, m)
+            peaks, changed = _disc_signal(raw, grey, m)
         except ValueError as exc:
-            peaks = None
             reasons.append(f"ΔSI: {exc}")
         if peaks is not None:
             if csf_ref is not None:
                 d_si = sig.delta_si(peaks.difference, csf_ref)
+                outline_range, sensitive = _outline_sensitivity(peaks, changed, csf_ref)
+                if sensitive:
+                    reasons.append(sensitive)
             else:
                 reasons.append(f"ΔSI: {csf_reason}")
             if m is Method.DEFAULT and fat_ref is not None:
@@ -507,6 +547,7 @@ def _disc(
         wd_big_mm=geo.wd_big_mm,
         delta_si=d_si,
         delta_si_fat=d_si_fat,
+        delta_si_outline_range=outline_range,
         grade_group=group,
         grade_z=z,
         deviations=devs,

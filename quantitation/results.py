@@ -81,6 +81,11 @@ class DiscResult:
     wd_big_mm: float | None = None
     delta_si: float | None = None  # CSF-referenced 0..255 scale
     delta_si_fat: float | None = None  # presacral-fat-referenced, reported beside (default method)
+    # ΔSI (CSF-referenced) recomputed on the disc outline shrunk and grown by one pixel: (lowest, highest) of
+    # the three values. How far the measure depends on where the outline was drawn (issue target: the raw
+    # peak difference moves by at most ``quantify.OUTLINE_SENSITIVITY_LIMIT`` grey levels; beyond it the disc gets
+    # a reason).
+    delta_si_outline_range: tuple[float, float] | None = None
     grade_group: int | None = None  # 1..5 ("modified Pfirrmann grade group" 1,2,3,4,5-8)
     grade_z: float | None = None  # z-distance to the chosen grade's mean
     deviations: tuple[ReferenceDeviation, ...] = ()

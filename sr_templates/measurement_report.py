@@ -158,6 +158,16 @@ def _deviation_items(deviations: Sequence[ReferenceDeviation], method: Method, n
     return measurements, evaluations
 
 
+def _outline_uncertainty(disc: DiscResult) -> hd.sr.MeasurementProperties | None:
+    """TID 1419 upper / lower measurement uncertainty of ΔSI: how far it moves when the disc outline is drawn
+    one pixel smaller or larger (``DiscResult.delta_si_outline_range``)."""
+    if disc.delta_si is None or disc.delta_si_outline_range is None:
+        return None
+    lo, hi = disc.delta_si_outline_range
+    return hd.sr.MeasurementProperties(upper_measurement_uncertainty=max(hi - disc.delta_si, 0.0),
+                                       lower_measurement_uncertainty=max(disc.delta_si - lo, 0.0))
+
+
 def _disc_content(disc: DiscResult, notes: list[str]
                   ) -> tuple[list[hd.sr.Measurement], list[hd.sr.QualitativeEvaluation]]:
     """Measurements and evaluations of one disc; anything that cannot be coded goes to ``notes``."""
@@ -166,7 +176,7 @@ def _disc_content(disc: DiscResult, notes: list[str]
         _num(codes.HEIGHT, disc.dh_mm, codes.MILLIMETER, m, derivation=codes.MEAN)
         + _num(codes.DHI, disc.dhi, codes.NO_UNITS, m)
         + _num(codes.HDR, disc.hdr, codes.NO_UNITS, m)
-        + _num(codes.DELTA_SI, disc.delta_si, codes.NO_UNITS, m)
+        + _num(codes.DELTA_SI, disc.delta_si, codes.NO_UNITS, m, properties=_outline_uncertainty(disc))
         + _num(codes.DELTA_SI_FAT, disc.delta_si_fat, codes.NO_UNITS, m)
         + _num(codes.GRADE_Z, disc.grade_z, codes.NO_UNITS, m)
     )

@@ -7,6 +7,8 @@ header), so the pixels carry no PHI beyond the anatomy.
 
 from __future__ import annotations
 
+import textwrap
+
 import cv2
 import highdicom as hd
 import numpy as np
@@ -114,8 +116,16 @@ def _disc_row(disc: DiscResult) -> list[str]:
             disc.status.value]
 
 
+_LINE_CHARS = 90  # characters per table line at the small font
+
+
 def _ascii(text: str) -> str:
-    return text.encode("ascii", "replace").decode("ascii")
+    return text.replace("Δ", "d").encode("ascii", "replace").decode("ascii")
+
+
+def _note_lines(structure: str, note: str) -> list[str]:
+    """``"<structure>: <note>"`` in ASCII, wrapped to table lines (continuations indented)."""
+    return textwrap.wrap(_ascii(f"{structure}: {note}"), _LINE_CHARS, subsequent_indent="    ")
 
 
 def _table(quantitation: SliceQuantitation, algorithm: AlgorithmInfo, height: int) -> np.ndarray:
@@ -124,7 +134,7 @@ def _table(quantitation: SliceQuantitation, algorithm: AlgorithmInfo, height: in
 
     def line(text: str, colour: tuple[int, int, int] = _WHITE, x: int = 12, scale: float = 0.5) -> None:
         nonlocal y
-        cv2.putText(table, _ascii(text)[:90], (x, y), _FONT, scale, colour, 1, cv2.LINE_AA)
+        cv2.putText(table, _ascii(text)[:_LINE_CHARS], (x, y), _FONT, scale, colour, 1, cv2.LINE_AA)
         y += 22
 
     line("BianqueNet disc quantitation", scale=0.7)
@@ -148,8 +158,9 @@ def _table(quantitation: SliceQuantitation, algorithm: AlgorithmInfo, height: in
     y += 4
     for disc in quantitation.discs:
         for reason in disc.reasons:
-            if y < height - 10:
-                line(f"{disc.level}: {reason}", _RED, scale=0.45)
+            for text in _note_lines(disc.level, reason):
+                if y < height - 10:
+                    line(text, _RED, scale=0.45)
     for vertebra in quantitation.vertebrae:
         for reason in vertebra.reasons if vertebra.status == Status.OK else ():
             if y < height - 10:  # plausibility notes; the first clause carries the numbers

@@ -94,6 +94,36 @@ def test_phantom_slice_delta_si_and_fat_reference() -> None:
         assert d.grade_group == 1
 
 
+def test_outline_sensitivity_flags_a_disc_whose_signal_follows_its_outline() -> None:
+    """Every disc carries ΔSI's range over its outline shrunk and grown by one pixel. Drawn nucleus and annulus
+    populations barely move (well within the issue's 3 grey levels); a disc whose grey level rises steadily
+    with depth (no populations, every ring a different level) moves by more, and only that disc gets a reason
+    saying so, with the range and the grade groups it spans."""
+    spine = ph.draw_spine((700, 420), (0.4, 0.4), disc_peaks=(180.0, 80.0), disc_sd=5.0, csf_level=220, fat_level=170)
+    q = quantify_slice(spine.labels, spine.image, spine.spacing)
+    per_level = 255 / q.csf_reference
+    for d in q.discs:
+        lo, hi = d.delta_si_outline_range
+        assert lo <= d.delta_si <= hi and hi - lo < 1.0 * per_level
+        assert not any("outline" in r for r in d.reasons)
+
+    image = spine.image.copy()
+    disc = spine.labels == 7  # L3/L4
+    depth = ndimage.distance_transform_edt(disc)
+    image[disc] = np.clip(60 + 15 * depth[disc], 0, 200).astype(np.uint8)
+    graded = quantify_slice(spine.labels, image, spine.spacing)
+    for before, after in zip(q.discs, graded.discs, strict=True):
+        if after.level != "L3/L4":
+            assert after == before
+            continue
+        lo, hi = after.delta_si_outline_range
+        assert hi - lo > 3 * per_level
+        assert lo <= after.delta_si <= hi
+        [reason] = [r for r in after.reasons if "outline" in r]
+        assert f"{lo:.1f} to {hi:.1f}" in reason and "more than 3" in reason
+        assert "grade group 2 to 3" in reason  # 73.8 .. 91.5 straddles the 84.31 threshold
+
+
 def test_empty_region_raises_value_error() -> None:
     with pytest.raises(ValueError):
         sig.robust_peaks(np.zeros(0, np.uint8))

@@ -44,7 +44,8 @@ def _quant() -> SliceQuantitation:
     discs = tuple(
         DiscResult(level=lvl, method=Method.DEFAULT, status=Status.OK, anterior_mid=(10.0, 20.0),
                    posterior_mid=(10.0, 40.0), height_line=((8.0, 30.0), (12.0, 30.0)),
-                   outline=((8.0, 20.0), (8.0, 40.0), (12.0, 40.0)), dh_mm=8.5, dhi=0.3, grade_group=2)
+                   outline=((8.0, 20.0), (8.0, 40.0), (12.0, 40.0)), dh_mm=8.5, dhi=0.3, grade_group=2,
+                   delta_si=90.0, delta_si_outline_range=(88.5, 93.0))
         if lvl == "L4/L5" else DiscResult(level=lvl, method=Method.DEFAULT, status=Status.FAILED, reasons=("no disc",))
         for lvl in DISC_LEVELS
     )
@@ -75,4 +76,5 @@ def test_results_json_has_units_grades_status_reasons(tmp_path):
     assert l45["measurements"]["disc_height"] == {"value": 8.5, "unit": "mm"}
     assert l45["measurements"]["disc_height_index"]["unit"] == "1"
     assert l45["grade_group"] == 2 and l45["status"] == "ok"
+    assert l45["measurements"]["delta_si"] == {"value": 90.0, "unit": "{SI}", "outline_range": [88.5, 93.0]}
     assert data["discs"][0]["status"] == "failed" and data["discs"][0]["reasons"] == ["no disc"]

@@ -102,7 +102,8 @@ def make_quantitation() -> SliceQuantitation:
             outline=((float(r0), float(c0)), (float(r0), float(c1 - 1)), (float(r1 - 1), float(c1 - 1)),
                      (float(r1 - 1), float(c0))),
             dh_mm=dh, dh_px=(dh or 0) / 0.9, dhi=dhi, hdr=hdr, wd_small_mm=20.0, wd_big_mm=22.0,
-            delta_si=dsi, delta_si_fat=None if dsi is None else dsi / 2, grade_group=grade,
+            delta_si=dsi, delta_si_fat=None if dsi is None else dsi / 2,
+            delta_si_outline_range=None if dsi is None else (dsi - 1.5 - i, dsi + 2.25), grade_group=grade,
             grade_z=None if grade is None else 0.25 * i, deviations=deviations,
         ))
     vertebrae = []

@@ -108,6 +108,35 @@ def test_every_disc_measurement_comes_back_by_concept_code(sr_kind, mr_slice, ou
             assert _key(dh[0].method) == _key(codes.METHOD_VALUES[disc.method])
 
 
+def _uncertainty(measurement_item) -> dict[str, float]:
+    """The TID 1419 upper / lower measurement uncertainty NUMs under one measurement NUM, by SCT code."""
+    return {item.ConceptNameCodeSequence[0].CodeValue: float(item.MeasuredValueSequence[0].NumericValue)
+            for item in getattr(measurement_item, "ContentSequence", [])
+            if item.ValueType == "NUM" and item.RelationshipType == "HAS PROPERTIES"}
+
+
+def test_delta_si_carries_its_outline_range_as_measurement_uncertainty(mr_slice, outputs, algorithm):
+    """ΔSI's range over the outline shrunk / grown by one pixel comes back as TID 1419 upper (SCT 371886008)
+    and lower (SCT 371885007) measurement uncertainty, relative to the value."""
+    seg, q = outputs
+    sr = _reread(build_measurement_report(mr_slice, seg, q, algorithm, uid_seed="job-1"))
+    checked = 0
+    for disc in q.discs:
+        finding = codes.DISC_CODES[disc.level]
+        groups = (sr.content.get_volumetric_roi_measurement_groups(finding_type=finding)
+                  + sr.content.get_image_measurement_groups(finding_type=finding))
+        items = [item for item in groups[0][0].ContentSequence if item.ValueType == "NUM"
+                 and _key(item.ConceptNameCodeSequence[0]) == _key(codes.DELTA_SI)]
+        if disc.delta_si is None:
+            assert not items
+            continue
+        lo, hi = disc.delta_si_outline_range
+        assert _uncertainty(items[0]) == pytest.approx({"371886008": hi - disc.delta_si,
+                                                         "371885007": disc.delta_si - lo})
+        checked += 1
+    assert checked >= 3
+
+
 def test_reference_deviation_evaluations_and_population(mr_slice, outputs, algorithm):
     seg, q = outputs
     sr = _reread(build_measurement_report(mr_slice, seg, q, algorithm, uid_seed="job-1"))

@@ -112,3 +112,26 @@ def test_report_image_shows_a_vertebra_plausibility_note(mr_slice, label_map, qu
     flagged = replace(quantitation, vertebrae=tuple(
         replace(v, reasons=(note,)) if v.level == "L1" else v for v in quantitation.vertebrae))
     assert red_pixels(flagged) > red_pixels(quantitation) + 100
+
+
+def test_long_disc_notes_wrap_onto_ascii_lines(mr_slice, label_map, quantitation, algorithm):
+    """A disc reason longer than a table line (the ΔSI outline note) is wrapped, not cut, and ΔSI is written
+    dSI (the burned-in font is ASCII only): the wrapped lines hold every word, and the image gets more red
+    text than with the note's first line alone."""
+    from dataclasses import replace
+
+    from sr_templates.report_image import _LINE_CHARS, _RED, _note_lines
+
+    note = ("ΔSI depends on the disc outline: 73.8 to 91.5 when the outline is one pixel smaller or larger "
+            "(the peak difference moves 12.5 grey levels, more than 3); grade group 2 to 3 over that range")
+    lines = _note_lines("L3/L4", note)
+    assert len(lines) == 3 and all(len(t) <= _LINE_CHARS and t.isascii() for t in lines)
+    assert " ".join(t.strip() for t in lines) == "L3/L4: " + note.replace("ΔSI", "dSI")
+
+    def red_pixels(reason: str) -> int:
+        q = replace(quantitation, discs=tuple(replace(d, reasons=(reason,)) if d.level == "L3/L4" else d
+                                              for d in quantitation.discs))
+        rgb, _ = _reread(build_report_image(mr_slice, label_map, q, algorithm, uid_seed="job-1"))
+        return int(np.all(rgb.pixel_array == _RED, axis=-1).sum())
+
+    assert red_pixels(note) > red_pixels(lines[0][len("L3/L4: "):]) + 100
