@@ -16,6 +16,12 @@ light variant (the shipped weights in inference/weights/ when present, else rand
   ("reduce-overhead", CUDA graphs) at batch 8 and 1, right after the reference because batch 8 is the open
   target; the compiled bf16-head rows are the same-run baseline (the best passing configuration of the first
   two leases);
+* ``+factored``: the same with the fusion conv mixing the x8 / x4 upsampled maps at their own resolution
+  (inference/upsampled_conv.py, the Segmenter's default; ~23 % fewer FLOPs, same logits up to summation
+  order): eager at batch 1, compiled at batch 8 (first of the compiled rows, then the bf16-head baseline and
+  plain fp16-scaled) and batch 1;
+  ``+factored2`` also factors the x2 parts (fpn_128, fpn_256 and the fusion conv's; ~half the network's FLOPs
+  in all; slower on CPU, where the phase convolution and padding cost more than they save), compiled at batch 8;
 * fp16 autocast + channels_last without range scaling, eager, batch 1: with random weights the un-normalised
   ResNet-101 residual stream leaves fp16's range (the "finite" column);
 * bf16-head + channels_last (backbone fp32/TF32, head bf16) eager at batch 8;
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import os
 import signal
@@ -226,6 +233,16 @@ def main() -> int:
     refs: dict[str, torch.Tensor] = {}
     folded = {"bianquenet": fold_batchnorm(full), "light": fold_batchnorm(light_model)}  # what Segmenter runs
 
+    factored: dict[tuple[str, int], torch.nn.Module] = {}
+
+    def factored_twin(variant: str, min_factor: int) -> torch.nn.Module:
+        if (variant, min_factor) not in factored:
+            twin = copy.deepcopy(folded[variant])
+            twin.classifier.factored_fusion = True
+            twin.classifier.factored_min_factor = min_factor
+            factored[(variant, min_factor)] = twin
+        return factored[(variant, min_factor)]
+
     def set_tf32(on: bool) -> None:
         torch.backends.cuda.matmul.allow_tf32 = on
         torch.backends.cudnn.allow_tf32 = on
@@ -247,6 +264,8 @@ def main() -> int:
                 channels_last = mode != "fp32"  # every reduced-precision mode runs channels_last
                 set_tf32(config != "fp32 strict")
                 net = model if config == "fp32 strict" else folded[variant]
+                if "+factored" in config:  # convs of upsampled maps at the maps' own resolution (inference.upsampled_conv)
+                    net = factored_twin(variant, 2 if "+factored2" in config else 4)
                 net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
                 xin = x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
                 fn = NetworkForward(PrecisionWrapper(net, mode).eval())
@@ -298,8 +317,12 @@ def main() -> int:
     plan: list[tuple[str, torch.nn.Module, str, int, float, float]] = [
         ("bianquenet", full, "fp32 strict", 1, 60, 0),
         ("bianquenet", full, "fp16-scaled+CL", 1, 60, 10),
-        ("bianquenet", full, "compile:reduce-overhead fp16-scaled+CL", b_big, 150, 50),
+        ("bianquenet", full, "fp16-scaled+CL+factored", 1, 60, 10),
+        ("bianquenet", full, "compile:reduce-overhead fp16-scaled+CL+factored", b_big, 150, 50),
         ("bianquenet", full, "compile:reduce-overhead bf16-head+CL", b_big, 150, 50),
+        ("bianquenet", full, "compile:reduce-overhead fp16-scaled+CL", b_big, 150, 50),
+        ("bianquenet", full, "compile:reduce-overhead fp16-scaled+CL+factored2", b_big, 150, 50),
+        ("bianquenet", full, "compile:reduce-overhead fp16-scaled+CL+factored", 1, 90, 35),
         ("bianquenet", full, "compile:reduce-overhead fp16-scaled+CL", 1, 90, 35),
         ("bianquenet", full, "fp32 TF32", 1, 60, 10),
         ("bianquenet", full, "fp16+CL", 1, 60, 10),

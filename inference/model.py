@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inference import upsampled_conv
 from inference.variants import INPUT_SIZE_MULTIPLE, VariantConfig, get_variant
 
 
@@ -360,6 +361,10 @@ class BianqueHead(nn.Module):
         self.fpn_256 = ConvBNReLU(p256, p256, cfg.fpn_kernel)
         fused = a + p64 + p128 + p256
         self.fused_channels = fused
+        # inference only: the fusion conv mixes the upsampled maps at their own resolution
+        # (inference.upsampled_conv; same result up to summation order). A plain attribute, not in the state dict.
+        self.factored_fusion = False
+        self.factored_min_factor = upsampled_conv.MIN_FACTOR  # 2: also the x2 parts (fpn_128, fpn_256, fusion)
         self.classifier = nn.Sequential(
             *_conv_bn_relu(fused, cfg.head_channels, cfg.head_kernel),
             nn.Conv2d(cfg.head_channels, cfg.num_classes, 1),
@@ -378,6 +383,8 @@ class BianqueHead(nn.Module):
         """The top-down path and fusion from the DFE output ``f32`` and the skip features, up to (not
         including) the final 1x1 classifier conv."""
         l2, low, c1 = f["layer_2"], f["low_level"], f["conv1"]
+        if self.factored_fusion and upsampled_conv.supports(self.classifier[0]):
+            return self._fuse_factored(f32, l2, low, c1)
         p64 = torch.cat([self.skip_layer2(l2), self.swin_skip_layer2(l2), _up(f32, l2.shape[-2:])], 1)
         p128 = torch.cat([self.skip_layer1(low), self.swin_skip_layer1(low), _up(p64, low.shape[-2:])], 1)
         p256 = torch.cat([self.skip_conv1(c1), self.swin_skip_conv1(c1), _up(p128, c1.shape[-2:])], 1)
@@ -386,6 +393,36 @@ class BianqueHead(nn.Module):
             [_up(f32, size), _up(self.fpn_64(p64), size), _up(self.fpn_128(p128), size), self.fpn_256(p256)], 1
         )
         return self.classifier[:-1](fused)
+
+    def _fuse_factored(self, f32: torch.Tensor, l2: torch.Tensor, low: torch.Tensor, c1: torch.Tensor
+                       ) -> torch.Tensor:
+        """``fuse`` with the 3x3 convolutions of upsampled maps computed at the maps' own resolution
+        (inference.upsampled_conv): the fusion conv's x8 and x4 parts, and with ``factored_min_factor`` 2 also
+        its x2 part and the x2 parts of ``fpn_128`` / ``fpn_256`` (whose concatenated input is then never
+        built at full size)."""
+        k = self.factored_min_factor
+        size = (int(c1.shape[-2]), int(c1.shape[-1]))
+        p64 = torch.cat([self.skip_layer2(l2), self.swin_skip_layer2(l2), _up(f32, l2.shape[-2:])], 1)
+        skips128 = [self.skip_layer1(low), self.swin_skip_layer1(low)]
+        skips256 = [self.skip_conv1(c1), self.swin_skip_conv1(c1)]
+        p128 = torch.cat([*skips128, _up(p64, low.shape[-2:])], 1)
+        if k <= 2 and all(upsampled_conv.supports(b.project[0]) for b in (self.fpn_128, self.fpn_256)):
+            q128 = _block_of_upsampled(self.fpn_128, [(x, 1) for x in skips128] + [(p64, 2)], low.shape[-2:])
+            q256 = _block_of_upsampled(self.fpn_256, [(x, 1) for x in skips256] + [(p128, 2)], size)
+        else:
+            q128 = self.fpn_128(p128)
+            q256 = self.fpn_256(torch.cat([*skips256, _up(p128, size)], 1))
+        parts = [(f32, size[0] // f32.shape[-2]), (self.fpn_64(p64), size[0] // p64.shape[-2]),
+                 (q128, size[0] // q128.shape[-2]), (q256, 1)]
+        hidden = upsampled_conv.conv_of_upsampled(self.classifier[0], parts, size, min_factor=k)
+        return self.classifier[1:-1](hidden)
+
+
+def _block_of_upsampled(block: ConvBNReLU, parts: list[tuple[torch.Tensor, int]],
+                        size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """``block(cat(upsampled parts))`` with every upsampled part mixed at its own resolution."""
+    hidden = upsampled_conv.conv_of_upsampled(block.project[0], parts, (int(size[0]), int(size[1])), min_factor=2)
+    return block.project[1:](hidden)
 
 
 class BianqueNet(nn.Module):

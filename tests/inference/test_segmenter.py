@@ -51,6 +51,27 @@ def test_segment_batch_with_random_light_model(tmp_path: Path) -> None:
     assert np.array_equal(again.label_map, results[0].label_map)
 
 
+def test_factored_fusion_is_on_by_default_and_changes_no_label(tmp_path: Path) -> None:
+    """The Segmenter runs the factored fusion conv (inference.upsampled_conv) unless told not to; the
+    probabilities agree with the plain fusion to float32 rounding and the label maps are identical. A
+    LoadedModel handed in is not switched."""
+    from inference.weights_io import load_weights
+
+    torch.manual_seed(3)
+    path = tmp_path / "light.pt"
+    save_weights(path, build_model("light"), "light", 128)
+    datasets = [_dataset(), _dataset((False, True, False))]
+    factored = Segmenter(path, device="cpu", precision="fp32")
+    plain = Segmenter(path, device="cpu", precision="fp32", factored_fusion=False)
+    assert factored.model.classifier.factored_fusion and not plain.model.classifier.factored_fusion
+    for a, b in zip(factored.segment(datasets), plain.segment(datasets), strict=True):
+        assert np.array_equal(a.label_map, b.label_map)
+        assert np.abs(a.probabilities_model.astype(np.float32) - b.probabilities_model.astype(np.float32)).max() < 2e-3
+    loaded = load_weights(path, "cpu")
+    seg = Segmenter(loaded, device="cpu", precision="fp32", fold_bn=False)
+    assert seg.model.classifier.factored_fusion and not loaded.model.classifier.factored_fusion
+
+
 def test_planted_model_labels_the_whole_image_and_decoding_is_selectable(tmp_path: Path) -> None:
     # CSF most probable everywhere (p ~ 0.37 < 0.5): argmax labels every image pixel CSF, threshold none
     bias = [0.0] * 14
