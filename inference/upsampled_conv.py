@@ -10,22 +10,23 @@ with any per-channel spatial operation, so for an upsampled part x (factor s) an
 where W_k is the tap's (C_out x C_in) matrix. The channel mixing then runs on s^2 times fewer pixels. The
 spatial part (upsample, shift, sum over the nine taps) is itself a fixed linear map from the 9 tap maps of
 each output channel to the s x s output phases, a 3x3 convolution on the low-resolution grid
-(:func:`phase_kernel`), applied to every output channel as a batch and interleaved by ``pixel_shuffle``.
-Bilinear upsampling with ``align_corners=False`` clamps at the border, which replicate padding of the tap
-maps reproduces. Only the outermost output ring differs, because there the convolution's zero padding cuts
+(:func:`phase_kernel`), applied to every output channel as a batch; the phases are interleaved into the
+output as they are added to it. Bilinear upsampling with ``align_corners=False`` clamps at the border, which
+replicate padding reproduces (applied to the input, with which the 1x1 mixing commutes). Only the outermost output ring differs, because there the convolution's zero padding cuts
 taps that the low-resolution form extends; that ring is recomputed directly from thin strips of the
 upsampled input (``_frame``). The result equals the plain computation up to floating-point summation
 order (tested in float64 to 1e-12).
 
-Measured on 2 CPU cores, per 512 x 512 slice of the full network: the x8 and x4 parts cost 0.04 / 0.08 s
-instead of 0.15 / 0.18 s under bf16 autocast; for x2 parts the phase convolution and padding cost more than
-they save, so parts with a factor below ``MIN_FACTOR`` take the plain path. The fusion conv drops from
-about 194 to 107 GMAC (of the network's ~380).
+Measured on 2 CPU cores (bench/results/inference.md): the full network's compiled CPU mode runs in 0.94x the
+time of the plain fusion; x2 parts cost more than they save on CPU, so parts with a factor below
+``MIN_FACTOR`` take the plain path there (``BianqueHead.factored_min_factor = 2`` factors them too, for GPUs).
+The fusion conv drops from about 194 to 107 GMAC (of the network's ~380).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
