@@ -203,6 +203,7 @@ class StudyPipeline:
                 precision_agreement={k: round(v, 5) for k, v in segmenter.precision_choice.agreement.items()},
                 precision_skipped=segmenter.precision_choice.skipped or None,
                 precision_range_scaling=segmenter.range_scaling,
+                factored_fusion=segmenter.model.classifier.factored_fusion,
                 seconds=round(time.perf_counter() - started, 2),
             )
         return self._segmenter
