@@ -19,8 +19,9 @@ Usage: .venv/bin/python bench/bench_inference.py [--threads 2,1] [--repeats 5] [
 * ``--configs`` keeps only the named configurations, by full name or precision mode ("bf16-head" keeps
   "bf16-head+CL BN-folded"); fp32 is always measured: it is the reference.
 * ``--profile`` prints the top operators of one fp32 forward pass of each model first.
-* ``--factored`` adds a twin of each BN-folded configuration whose fusion conv mixes the x8 / x4 upsampled
-  maps at their own resolution (``factored``, inference.upsampled_conv; the Segmenter's default).
+* ``--factored 4,2`` adds twins of each BN-folded configuration whose convolutions of upsampled maps mix
+  them at their own resolution (inference.upsampled_conv): ``factored`` (x8 / x4 parts of the fusion conv)
+  and ``factored2`` (x2 parts too, ``factored_min_factor`` 2).
 """
 
 from __future__ import annotations
@@ -135,9 +136,10 @@ def main() -> int:
     ap.add_argument("--light-weights", type=Path, help="weights file for the light variant (default: shipped)")
     ap.add_argument("--compiled", action="store_true", help="also measure the torch.compile'd bf16 modes")
     ap.add_argument("--configs", help="comma-separated configuration names to keep (fp32 always runs)")
-    ap.add_argument("--factored", action="store_true",
-                    help="also measure each BN-folded configuration with the factored fusion conv "
-                         "(inference.upsampled_conv)")
+    ap.add_argument("--factored", metavar="MIN_FACTORS",
+                    help="also measure each BN-folded configuration with the factored convs of upsampled maps "
+                         "(inference.upsampled_conv), once per minimum factor: 4 (the default: 'factored'), "
+                         "2 ('factored2'), e.g. --factored 4,2")
     args = ap.parse_args()
     info = machine_description()
     print(json.dumps(info, indent=1))
@@ -161,10 +163,13 @@ def main() -> int:
         if args.configs:
             keep = {c.strip() for c in args.configs.split(",")} | {"fp32"}
             configs = {c: v for c, v in configs.items() if c in keep or c.split("+")[0] in keep}
-        if args.factored:  # a twin of every BN-folded configuration with the factored fusion conv
+        plain_folded = [(c, mode) for c, (m, mode) in configs.items() if m is folded]
+        for k in (int(v) for v in (args.factored.split(",") if args.factored else [])):
+            # a twin of every BN-folded configuration with the factored convs of upsampled maps
             factored = copy.deepcopy(folded)
             factored.classifier.factored_fusion = True
-            configs.update({f"{c} factored": (factored, mode) for c, (m, mode) in list(configs.items()) if m is folded})
+            factored.classifier.factored_min_factor = k
+            configs.update({f"{c} factored{'' if k == 4 else k}": (factored, mode) for c, mode in plain_folded})
         runners = {c: make_runner(m, x, bf) for c, (m, bf) in configs.items()}
         times: dict[str, list[float]] = {c: [] for c in configs}
         labels: dict[str, np.ndarray] = {}

@@ -21,7 +21,7 @@ light variant (the shipped weights in inference/weights/ when present, else rand
   order): eager at batch 1, compiled at batch 8 (first of the compiled rows, then the bf16-head baseline and
   plain fp16-scaled) and batch 1;
   ``+factored2`` also factors the x2 parts (fpn_128, fpn_256 and the fusion conv's; ~half the network's FLOPs
-  in all; slower on CPU, where the phase convolution and padding cost more than they save), compiled at batch 8;
+  in all; on CPU no faster than the x8 / x4 factoring), compiled at batch 8;
 * fp16 autocast + channels_last without range scaling, eager, batch 1: with random weights the un-normalised
   ResNet-101 residual stream leaves fp16's range (the "finite" column);
 * bf16-head + channels_last (backbone fp32/TF32, head bf16) eager at batch 8;

@@ -10,17 +10,18 @@ with any per-channel spatial operation, so for an upsampled part x (factor s) an
 where W_k is the tap's (C_out x C_in) matrix. The channel mixing then runs on s^2 times fewer pixels. The
 spatial part (upsample, shift, sum over the nine taps) is itself a fixed linear map from the 9 tap maps of
 each output channel to the s x s output phases, a 3x3 convolution on the low-resolution grid
-(:func:`phase_kernel`), applied to every output channel as a batch; the phases are interleaved into the
-output as they are added to it. Bilinear upsampling with ``align_corners=False`` clamps at the border, which
+(:func:`phase_kernel`), applied to every output channel (a grouped convolution with one shared kernel); the
+phases are interleaved into the output as they are added to it. Bilinear upsampling with ``align_corners=False`` clamps at the border, which
 replicate padding reproduces (applied to the input, with which the 1x1 mixing commutes). Only the outermost output ring differs, because there the convolution's zero padding cuts
 taps that the low-resolution form extends; that ring is recomputed directly from thin strips of the
 upsampled input (``_frame``). The result equals the plain computation up to floating-point summation
 order (tested in float64 to 1e-12).
 
-Measured on 2 CPU cores (bench/results/inference.md): the full network's compiled CPU mode runs in 0.94x the
-time of the plain fusion; x2 parts cost more than they save on CPU, so parts with a factor below
-``MIN_FACTOR`` take the plain path there (``BianqueHead.factored_min_factor = 2`` factors them too, for GPUs).
-The fusion conv drops from about 194 to 107 GMAC (of the network's ~380).
+Measured on 2 CPU cores (bench/results/inference.md): with the x8 and x4 parts factored the full network runs
+in 0.91x (compiled) / 0.90x (eager bf16) the time of the plain fusion. Parts with a factor below
+``MIN_FACTOR`` take the plain path: on CPU the x2 parts gain nothing more (``BianqueHead.factored_min_factor
+= 2`` factors them too, for GPUs, where the FLOPs they save matter more). The fusion conv drops from about 194
+to 107 GMAC (of the network's ~380).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MIN_FACTOR = 4  # upsampling factors below this take the plain path (measured: x2 gains nothing on CPU)
+MIN_FACTOR = 4  # upsampling factors below this take the plain path (measured: x2 gains nothing more on CPU)
 
 
 def _bilinear_weight(s: int, offset: int) -> float:
@@ -67,9 +68,9 @@ def _add_upsampled_part(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
     # replicate padding commutes with the 1x1 mixing; padding the input is cheaper than padding 9 tap maps
     padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
     taps = F.conv2d(padded, weight.permute(0, 2, 3, 1).reshape(c_out * 9, c_in, 1, 1))  # channel = c * 9 + k
-    taps = taps.contiguous().reshape(n * c_out, 9, h + 2, w + 2)
-    phases = F.conv2d(taps, phase_kernel(s, taps.dtype, taps.device))  # (n * c_out, s * s, h, w)
-    # out[n, c, s*i + py, s*j + px] += phases[n*c, s*py + px, i, j]: pixel_shuffle folded into the add
+    kernel = phase_kernel(s, taps.dtype, taps.device).repeat(c_out, 1, 1, 1)  # the same for every channel
+    phases = F.conv2d(taps, kernel, groups=c_out)  # (n, c_out * s * s, h, w), channel = c * s * s + phase
+    # out[n, c, s*i + py, s*j + px] += phases[n, c*s*s + s*py + px, i, j]: pixel_shuffle folded into the add
     out.view(n, c_out, h, s, w, s).add_(phases.view(n, c_out, s, s, h, w).permute(0, 1, 4, 2, 5, 3))
 
 
