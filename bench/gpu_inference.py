@@ -17,8 +17,8 @@ light variant (the shipped weights in inference/weights/ when present, else rand
   target; the compiled bf16-head rows are the same-run baseline (the best passing configuration of the first
   two leases);
 * ``+factored``: the same with the fusion conv mixing the x8 / x4 upsampled maps at their own resolution
-  (inference/upsampled_conv.py, the Segmenter's default; ~23 % fewer FLOPs, same logits up to summation
-  order): eager at batch 1, compiled at batch 8 (first of the compiled rows, then the bf16-head baseline and
+  (inference/upsampled_conv.py; the Segmenter's CPU default, off on CUDA until measured here; ~23 % fewer
+  FLOPs, same logits up to summation order): eager at batch 1, compiled at batch 8 (first of the compiled rows, then the bf16-head baseline and
   plain fp16-scaled) and batch 1;
   ``+factored2`` also factors the x2 parts (fpn_128, fpn_256 and the fusion conv's; ~half the network's FLOPs
   in all; on CPU no faster than the x8 / x4 factoring), compiled at batch 8;

@@ -18,9 +18,10 @@ Decoding is argmax by default (no unassigned pixels); ``decoding="threshold"`` s
 per-channel p > 0.5 rule. ``level_assignment="sacrum"`` (default) re-assigns vertebra/disc levels by
 counting discs from the sacrum when the evidence is clear, ``"off"`` keeps the network's levels. See
 :mod:`inference.postprocess`. BatchNorm is folded into the convolutions
-(``fold_bn=True``, inference only; same outputs to ~1e-5). The fusion conv mixes the x8 and x4 upsampled
-maps at their own resolution (``factored_fusion=True``, :mod:`inference.upsampled_conv`; same outputs up to
-summation order, about a quarter fewer FLOPs for the full network).
+(``fold_bn=True``, inference only; same outputs to ~1e-5). On CPU the fusion conv mixes the x8 and x4
+upsampled maps at their own resolution (``factored_fusion``, default: on for CPU, where it was measured 10 %
+faster for the full network; off for CUDA until measured there; :mod:`inference.upsampled_conv`; same outputs
+up to summation order, about a quarter fewer FLOPs for the full network).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class Segmenter:
         morphology: str = "fixed",
         tta: str | Sequence[TTAView] | None = None,
         level_assignment: str = "sacrum",
-        factored_fusion: bool = True,
+        factored_fusion: bool | None = None,
     ) -> None:
         if decoding not in DECODINGS:
             raise ValueError(f"unknown decoding {decoding!r}; use one of {DECODINGS}")
@@ -133,6 +134,8 @@ class Segmenter:
         own = not isinstance(weights, LoadedModel)  # we loaded it: fold in place, no second copy
         model = fold_batchnorm(loaded.model, inplace=own) if fold_bn else loaded.model.eval()
         model = model.to(self.device)
+        if factored_fusion is None:  # measured faster on CPU; on CUDA not measured yet (bench/gpu_inference.py)
+            factored_fusion = self.device.type == "cpu"
         if factored_fusion and model is loaded.model and not own:
             model = copy.deepcopy(model)  # never switch the caller's module
         model.classifier.factored_fusion = factored_fusion  # inference.upsampled_conv: same logits, fewer FLOPs

@@ -52,7 +52,7 @@ def test_segment_batch_with_random_light_model(tmp_path: Path) -> None:
 
 
 def test_factored_fusion_is_on_by_default_and_changes_no_label(tmp_path: Path) -> None:
-    """The Segmenter runs the factored fusion conv (inference.upsampled_conv) unless told not to; the
+    """On CPU the Segmenter runs the factored fusion conv (inference.upsampled_conv) unless told not to; the
     probabilities agree with the plain fusion to float32 rounding and the label maps are identical. A
     LoadedModel handed in is not switched."""
     from inference.weights_io import load_weights
