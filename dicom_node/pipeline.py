@@ -539,16 +539,30 @@ class PipelineProcessor:
         study does not wait for the weights, the start-up precision check or a compilation."""
         with self._lock:
             _ = self.pipeline.segmenter
+        _release_freed_memory()
 
     def __call__(self, job: Any) -> list[Path]:
         files = [path for series in job.series for path in series.files]
         with self._lock:
-            outcome = self.pipeline.process_files(files, Path(job.work_dir), version=job.version)
+            try:
+                outcome = self.pipeline.process_files(files, Path(job.work_dir), version=job.version)
+            finally:
+                _release_freed_memory()
         if not outcome.outputs:
             log.warning(
                 "job_without_outputs", study_uid=job.study_uid, job_id=job.job_id, reason=outcome.reason
             )
         return outcome.paths
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by a study back to the OS (glibc ``malloc_trim``; a no-op elsewhere)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def build_processor(config: Any) -> PipelineProcessor:
