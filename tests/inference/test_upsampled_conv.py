@@ -39,6 +39,17 @@ def test_equals_the_plain_convolution_in_float64(min_factor: int, bias: bool, si
     assert float((got - want).abs().max()) < 1e-12 * float(want.abs().max())
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_every_part_upsampled_and_factored(bias: bool) -> None:
+    """No plain part at all (the sum starts from the bias alone)."""
+    torch.manual_seed(4)
+    parts = _parts((24, 16), [(3, 8), (2, 2)])
+    conv = nn.Conv2d(5, 4, 3, padding=1, bias=bias).double().requires_grad_(False)
+    want = _plain(conv, parts, (24, 16))
+    got = conv_of_upsampled(conv, parts, (24, 16), min_factor=2)
+    assert float((got - want).abs().max()) < 1e-12 * float(want.abs().max())
+
+
 def test_a_wrong_tap_weight_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     """The comparison is sharp: one phase-kernel entry off by 1 % changes the interior."""
     from inference import upsampled_conv
