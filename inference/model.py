@@ -365,6 +365,9 @@ class BianqueHead(nn.Module):
         # (inference.upsampled_conv; same result up to summation order). A plain attribute, not in the state dict.
         self.factored_fusion = False
         self.factored_min_factor = upsampled_conv.MIN_FACTOR  # 2: also the x2 parts (fpn_128, fpn_256, fusion)
+        for s in upsampled_conv.HEAD_FACTORS:  # the phase kernels, as non-persistent buffers (not in the state dict)
+            kernel = upsampled_conv.phase_kernel(s, torch.float32, torch.device("cpu"))
+            self.register_buffer(f"phase_kernel_x{s}", kernel, persistent=False)
         self.classifier = nn.Sequential(
             *_conv_bn_relu(fused, cfg.head_channels, cfg.head_kernel),
             nn.Conv2d(cfg.head_channels, cfg.num_classes, 1),
@@ -407,22 +410,26 @@ class BianqueHead(nn.Module):
         skips256 = [self.skip_conv1(c1), self.swin_skip_conv1(c1)]
         p128 = torch.cat([*skips128, _up(p64, low.shape[-2:])], 1)
         if k <= 2 and all(upsampled_conv.supports(b.project[0]) for b in (self.fpn_128, self.fpn_256)):
-            q128 = _block_of_upsampled(self.fpn_128, [(x, 1) for x in skips128] + [(p64, 2)], low.shape[-2:])
-            q256 = _block_of_upsampled(self.fpn_256, [(x, 1) for x in skips256] + [(p128, 2)], size)
+            q128 = self._block_of_upsampled(self.fpn_128, [(x, 1) for x in skips128] + [(p64, 2)], low.shape[-2:])
+            q256 = self._block_of_upsampled(self.fpn_256, [(x, 1) for x in skips256] + [(p128, 2)], size)
         else:
             q128 = self.fpn_128(p128)
             q256 = self.fpn_256(torch.cat([*skips256, _up(p128, size)], 1))
         parts = [(f32, size[0] // f32.shape[-2]), (self.fpn_64(p64), size[0] // p64.shape[-2]),
                  (q128, size[0] // q128.shape[-2]), (q256, 1)]
-        hidden = upsampled_conv.conv_of_upsampled(self.classifier[0], parts, size, min_factor=k)
+        hidden = upsampled_conv.conv_of_upsampled(self.classifier[0], parts, size, min_factor=k,
+                                                  kernels=self._phase_kernels())
         return self.classifier[1:-1](hidden)
 
+    def _phase_kernels(self) -> dict[int, torch.Tensor]:
+        return {s: getattr(self, f"phase_kernel_x{s}") for s in upsampled_conv.HEAD_FACTORS}
 
-def _block_of_upsampled(block: ConvBNReLU, parts: list[tuple[torch.Tensor, int]],
-                        size: torch.Size | tuple[int, int]) -> torch.Tensor:
-    """``block(cat(upsampled parts))`` with every upsampled part mixed at its own resolution."""
-    hidden = upsampled_conv.conv_of_upsampled(block.project[0], parts, (int(size[0]), int(size[1])), min_factor=2)
-    return block.project[1:](hidden)
+    def _block_of_upsampled(self, block: ConvBNReLU, parts: list[tuple[torch.Tensor, int]],
+                            size: torch.Size | tuple[int, int]) -> torch.Tensor:
+        """``block(cat(upsampled parts))`` with every upsampled part mixed at its own resolution."""
+        hidden = upsampled_conv.conv_of_upsampled(block.project[0], parts, (int(size[0]), int(size[1])),
+                                                  min_factor=2, kernels=self._phase_kernels())
+        return block.project[1:](hidden)
 
 
 class BianqueNet(nn.Module):

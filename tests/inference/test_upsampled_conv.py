@@ -58,9 +58,13 @@ def test_a_wrong_tap_weight_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     parts = _parts((32, 32), [(3, 4)])
     conv = nn.Conv2d(3, 2, 3, padding=1).double().requires_grad_(False)
     want = _plain(conv, parts, (32, 32))
-    weights = list(upsampled_conv._PHASE_WEIGHTS[4])
-    weights[5 * 81 + 4 * 9 + 4] *= 1.01  # phase 5, centre tap, centre offset
-    monkeypatch.setitem(upsampled_conv._PHASE_WEIGHTS, 4, tuple(weights))
+
+    def off_by_one_percent(s: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        kernel = phase_kernel(s, dtype, device).clone()
+        kernel[5, 4, 1, 1] *= 1.01  # phase 5, centre tap, centre offset
+        return kernel
+
+    monkeypatch.setattr(upsampled_conv, "phase_kernel", off_by_one_percent)
     broken = conv_of_upsampled(conv, parts, (32, 32))
     assert float((broken - want).abs().max()) > 1e-4
 
@@ -108,6 +112,9 @@ def test_network_output_unchanged(variant: str, shape: tuple[int, ...], folded: 
         factored.classifier.factored_fusion = True
         factored.classifier.factored_min_factor = min_factor
         got = factored(x)
-    assert list(factored.state_dict()) == keys
+    assert list(factored.state_dict()) == keys and not any("phase_kernel" in k for k in keys)
+    for s in (2, 4, 8):  # the head's kernels, held as non-persistent buffers
+        torch.testing.assert_close(getattr(net.classifier, f"phase_kernel_x{s}"),
+                                   phase_kernel(s, torch.float32, torch.device("cpu")))
     assert float((got - want).abs().max()) < 2e-6 * float(want.abs().max())
     assert torch.equal(got.argmax(1), want.argmax(1))
