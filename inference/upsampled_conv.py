@@ -18,7 +18,7 @@ upsampled input (``_frame``). The result equals the plain computation up to floa
 order (tested in float64 to 1e-12).
 
 Measured on 2 CPU cores (bench/results/inference.md): with the x8 and x4 parts factored the full network runs
-in 0.91x (compiled) / 0.90x (eager bf16) the time of the plain fusion. Parts with a factor below
+in 0.91-0.94x (compiled, four runs) / 0.90x (eager bf16) the time of the plain fusion. Parts with a factor below
 ``MIN_FACTOR`` take the plain path: on CPU the x2 parts gain nothing more (``BianqueHead.factored_min_factor
 = 2`` factors them too, for GPUs, where the FLOPs they save matter more). The fusion conv drops from about 194
 to 107 GMAC (of the network's ~380).
