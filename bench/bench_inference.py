@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from inference.fuse import fold_batchnorm  # noqa: E402
-from inference.model import build_model  # noqa: E402
+from inference.model import build_model, factored_copy  # noqa: E402
 from inference.precision import PrecisionWrapper  # noqa: E402
 from inference.preprocess import normalise  # noqa: E402
 from inference.weights_io import DEFAULT_WEIGHTS_PATH, load_weights  # noqa: E402
@@ -166,9 +166,7 @@ def main() -> int:
         plain_folded = [(c, mode) for c, (m, mode) in configs.items() if m is folded]
         for k in (int(v) for v in (args.factored.split(",") if args.factored else [])):
             # a twin of every BN-folded configuration with the factored convs of upsampled maps
-            factored = copy.deepcopy(folded)
-            factored.classifier.factored_fusion = True
-            factored.classifier.factored_min_factor = k
+            factored = factored_copy(folded, k)
             configs.update({f"{c} factored{'' if k == 4 else k}": (factored, mode) for c, mode in plain_folded})
         runners = {c: make_runner(m, x, bf) for c, (m, bf) in configs.items()}
         times: dict[str, list[float]] = {c: [] for c in configs}

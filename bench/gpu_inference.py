@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import json
 import os
 import signal
@@ -67,7 +66,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from inference.fuse import fold_batchnorm  # noqa: E402
-from inference.model import build_model  # noqa: E402
+from inference.model import build_model, factored_copy  # noqa: E402
 from inference.precision import EAGER_MODES, NetworkForward, PrecisionWrapper  # noqa: E402
 from inference.preprocess import normalise  # noqa: E402
 from inference.weights_io import DEFAULT_WEIGHTS_PATH, load_weights  # noqa: E402
@@ -237,10 +236,7 @@ def main() -> int:
 
     def factored_twin(variant: str, min_factor: int) -> torch.nn.Module:
         if (variant, min_factor) not in factored:
-            twin = copy.deepcopy(folded[variant])
-            twin.classifier.factored_fusion = True
-            twin.classifier.factored_min_factor = min_factor
-            factored[(variant, min_factor)] = twin
+            factored[(variant, min_factor)] = factored_copy(folded[variant], min_factor)
         return factored[(variant, min_factor)]
 
     def set_tf32(on: bool) -> None:

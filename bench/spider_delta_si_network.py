@@ -34,6 +34,7 @@ from inference.training.datasets import VALIDATION_SUBJECTS  # noqa: E402
 from inference.training.evaluation import predict_probabilities  # noqa: E402
 from inference.weights_io import load_weights  # noqa: E402
 from quantitation import quantify_slice  # noqa: E402
+from quantitation.quantify import OUTLINE_SENSITIVE_REASON  # noqa: E402
 from spider_delta_si import LEVEL_NAME, collect  # noqa: E402
 
 IVD_OF_LEVEL = {name: ivd for ivd, name in LEVEL_NAME.items()}
@@ -52,8 +53,8 @@ class Row:
 
     @property
     def outline_sensitive(self) -> bool:
-        """The node's reason "ΔSI depends on the disc outline" (raw peak difference moved > 3 levels)."""
-        return "ΔSI depends on the disc outline" in self.reason
+        """The node gave the disc its outline-sensitivity reason (raw peak difference moved > 3 levels)."""
+        return OUTLINE_SENSITIVE_REASON in self.reason
 
 
 def measure(data: Path, weights: str) -> list[Row]:

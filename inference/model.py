@@ -14,6 +14,8 @@ Deviation from the original code, none of which changes the state dict:
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -386,31 +388,29 @@ class BianqueHead(nn.Module):
         """The top-down path and fusion from the DFE output ``f32`` and the skip features, up to (not
         including) the final 1x1 classifier conv."""
         l2, low, c1 = f["layer_2"], f["low_level"], f["conv1"]
-        if self.factored_fusion and upsampled_conv.supports(self.classifier[0]):
-            return self._fuse_factored(f32, l2, low, c1)
         p64 = torch.cat([self.skip_layer2(l2), self.swin_skip_layer2(l2), _up(f32, l2.shape[-2:])], 1)
-        p128 = torch.cat([self.skip_layer1(low), self.swin_skip_layer1(low), _up(p64, low.shape[-2:])], 1)
-        p256 = torch.cat([self.skip_conv1(c1), self.swin_skip_conv1(c1), _up(p128, c1.shape[-2:])], 1)
+        skips128 = [self.skip_layer1(low), self.swin_skip_layer1(low)]
+        skips256 = [self.skip_conv1(c1), self.swin_skip_conv1(c1)]
+        p128 = torch.cat([*skips128, _up(p64, low.shape[-2:])], 1)
+        if self.factored_fusion and upsampled_conv.supports(self.classifier[0]):
+            return self._fuse_factored(f32, p64, skips128, p128, skips256)
         size = c1.shape[-2:]
+        p256 = torch.cat([*skips256, _up(p128, size)], 1)
         fused = torch.cat(
             [_up(f32, size), _up(self.fpn_64(p64), size), _up(self.fpn_128(p128), size), self.fpn_256(p256)], 1
         )
         return self.classifier[:-1](fused)
 
-    def _fuse_factored(self, f32: torch.Tensor, l2: torch.Tensor, low: torch.Tensor, c1: torch.Tensor
-                       ) -> torch.Tensor:
-        """``fuse`` with the 3x3 convolutions of upsampled maps computed at the maps' own resolution
-        (inference.upsampled_conv): the fusion conv's x8 and x4 parts, and with ``factored_min_factor`` 2 also
-        its x2 part and the x2 parts of ``fpn_128`` / ``fpn_256`` (whose concatenated input is then never
-        built at full size)."""
+    def _fuse_factored(self, f32: torch.Tensor, p64: torch.Tensor, skips128: list[torch.Tensor],
+                       p128: torch.Tensor, skips256: list[torch.Tensor]) -> torch.Tensor:
+        """The rest of ``fuse`` with the 3x3 convolutions of upsampled maps computed at the maps' own
+        resolution (inference.upsampled_conv): the fusion conv's x8 and x4 parts, and with
+        ``factored_min_factor`` 2 also its x2 part and the x2 parts of ``fpn_128`` / ``fpn_256`` (whose
+        concatenated input is then never built at full size)."""
         k = self.factored_min_factor
-        size = (int(c1.shape[-2]), int(c1.shape[-1]))
-        p64 = torch.cat([self.skip_layer2(l2), self.swin_skip_layer2(l2), _up(f32, l2.shape[-2:])], 1)
-        skips128 = [self.skip_layer1(low), self.swin_skip_layer1(low)]
-        skips256 = [self.skip_conv1(c1), self.swin_skip_conv1(c1)]
-        p128 = torch.cat([*skips128, _up(p64, low.shape[-2:])], 1)
+        size = (int(skips256[0].shape[-2]), int(skips256[0].shape[-1]))
         if k <= 2 and all(upsampled_conv.supports(b.project[0]) for b in (self.fpn_128, self.fpn_256)):
-            q128 = self._block_of_upsampled(self.fpn_128, [(x, 1) for x in skips128] + [(p64, 2)], low.shape[-2:])
+            q128 = self._block_of_upsampled(self.fpn_128, [(x, 1) for x in skips128] + [(p64, 2)], p128.shape[-2:])
             q256 = self._block_of_upsampled(self.fpn_256, [(x, 1) for x in skips256] + [(p128, 2)], size)
         else:
             q128 = self.fpn_128(p128)
@@ -453,3 +453,12 @@ def build_model(variant: str | VariantConfig = "bianquenet") -> BianqueNet:
     """Build a network with random weights (nothing is downloaded). ``variant``: name or a config."""
     cfg = variant if isinstance(variant, VariantConfig) else get_variant(variant)
     return BianqueNet(cfg)
+
+
+def factored_copy(net: BianqueNet, min_factor: int = upsampled_conv.MIN_FACTOR) -> BianqueNet:
+    """A copy of ``net`` whose fusion computes convolutions of upsampled maps at the maps' own resolution
+    (``BianqueHead.factored_fusion``, with ``factored_min_factor`` = ``min_factor``); ``net`` is unchanged."""
+    twin = copy.deepcopy(net)
+    twin.classifier.factored_fusion = True
+    twin.classifier.factored_min_factor = min_factor
+    return twin

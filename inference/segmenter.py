@@ -19,14 +19,13 @@ per-channel p > 0.5 rule. ``level_assignment="sacrum"`` (default) re-assigns ver
 counting discs from the sacrum when the evidence is clear, ``"off"`` keeps the network's levels. See
 :mod:`inference.postprocess`. BatchNorm is folded into the convolutions
 (``fold_bn=True``, inference only; same outputs to ~1e-5). On CPU the fusion conv mixes the x8 and x4
-upsampled maps at their own resolution (``factored_fusion``, default: on for CPU, where it was measured 10 %
-faster for the full network; off for CUDA until measured there; :mod:`inference.upsampled_conv`; same outputs
-up to summation order, about a quarter fewer FLOPs for the full network).
+upsampled maps at their own resolution (``factored_fusion``, default: on for CPU, where it was measured
+6-10 % faster for the full network; off for CUDA until measured there; :mod:`inference.upsampled_conv`; same
+outputs up to summation order, about a quarter fewer FLOPs for the full network).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,6 +36,7 @@ import torch
 from pydicom.dataset import Dataset
 
 from inference.fuse import fold_batchnorm
+from inference.model import factored_copy
 from inference.postprocess import DECODINGS, LEVEL_ASSIGNMENTS, MORPHOLOGIES, postprocess
 from inference.precision import (
     PRECISION_MODES,
@@ -137,7 +137,7 @@ class Segmenter:
         if factored_fusion is None:  # measured faster on CPU; on CUDA not measured yet (bench/gpu_inference.py)
             factored_fusion = self.device.type == "cpu"
         if factored_fusion and model is loaded.model and not own:
-            model = copy.deepcopy(model)  # never switch the caller's module
+            model = factored_copy(model)  # never switch the caller's module
         model.classifier.factored_fusion = factored_fusion  # inference.upsampled_conv: same logits, fewer FLOPs
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True

@@ -45,6 +45,7 @@ _SIGNAL_MIN_PIXELS = 10  # fewer disc / reference pixels than this: no histogram
 # A disc whose raw peak difference moves by more than this many grey levels when its outline shrinks or grows
 # by one pixel gets a reason saying so (issue 4's stability target; 20 of 356 annotated real discs exceed it).
 OUTLINE_SENSITIVITY_LIMIT = 3.0
+OUTLINE_SENSITIVE_REASON = "ΔSI depends on the disc outline"  # how that reason begins
 # The presacral fat region must be at least this share of a lumbar body's area to serve as a reference: on
 # real slices the network (which learnt fat from phantoms only) leaves fragments of 17-73 pixels, about
 # 1-5 % of a body, whose levels ranged from 103 to 226; the drawn phantom's fat is about 20 %.
@@ -245,7 +246,7 @@ def _outline_sensitivity(peaks: sig.Peaks, changed: tuple[float, ...], csf_ref: 
     groups = sorted({grade_group(v)[0] for v in (lo, hi)})
     grade = (f"; grade group {grade_group_label(groups[0])} to {grade_group_label(groups[-1])} over that range"
              if len(groups) > 1 else "")
-    return (lo, hi), (f"ΔSI depends on the disc outline: {lo:.1f} to {hi:.1f} when the outline is one pixel "
+    return (lo, hi), (f"{OUTLINE_SENSITIVE_REASON}: {lo:.1f} to {hi:.1f} when the outline is one pixel "
                       f"smaller or larger (the peak difference moves {moved:.1f} grey levels, more than "
                       f"{OUTLINE_SENSITIVITY_LIMIT:g}){grade}")
 
