@@ -61,6 +61,7 @@ CODE_DISC_ANY = 20  # a disc whose level is unknown
 CODE_BONE_ANY = 21  # a vertebral body (or sacrum top) whose level is unknown
 CODE_NOT_TARGET = 22  # a labelled structure that is none of the 14 classes (thoracic level, posterior elements)
 CODE_CAUDAL = 23  # an unlabelled pixel low enough to be sacrum (S1) or presacral fat
+CODE_DISC_LUMBAR = 24  # a disc of unknown level among the five lowest (lumbar when counted bottom-up)
 
 # S1 and presacral fat lie below the L5/S1 disc: unlabelled pixels above that (minus this share of the
 # image height) may not be either. Without this, a source that labels neither lets the network call any
@@ -80,12 +81,32 @@ class Sample:
     name: str
     mid: bool = True  # the subject's mid-sagittal slice (evaluation uses these)
     spacing_mm: tuple[float, float] | None = None
+    # what the annotation asserts, for scoring, where that is stricter than what training may learn
+    # from it (``table``); None: the same table
+    eval_table: np.ndarray | None = field(default=None, repr=False)
 
     def target(self, c: int) -> np.ndarray:
         """Binary mask of class ``c`` (only meaningful for ``c in labelled``)."""
         exact = self.table.sum(1) == 1
         codes_c = np.nonzero(self.table[:, c] & exact)[0]
         return np.isin(self.codes, codes_c)
+
+    def group_target(self, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Level-agnostic reference for a class group, e.g. all five discs: (positives, scored pixels).
+
+        A pixel is a positive where every class its code allows (``eval_table``, else ``table``) is in the
+        group, a negative where none is, and not scored otherwise (a disc of unknown level that may be
+        thoracic, a pixel of a class the source does not label). None when there is no positive pixel.
+        """
+        table = self.table if self.eval_table is None else self.eval_table
+        in_group = np.zeros(NUM_CLASSES, bool)
+        in_group[list(classes)] = True
+        some = table[:, in_group].any(1)
+        positive_code = some & ~table[:, ~in_group].any(1)
+        positive = positive_code[self.codes]
+        if not positive.any():
+            return None
+        return positive, (positive_code | ~some)[self.codes]
 
 
 class DatasetError(Exception):
@@ -163,6 +184,18 @@ SPIDER_TABLE = make_table(
 )
 
 
+def merge_same_height(discs: list[tuple[np.ndarray, float, float]], tolerance_px: float) -> list[tuple[np.ndarray, float]]:
+    """Disc pieces whose centroid rows lie within ``tolerance_px`` (a disc split by a dark cleft) merged,
+    as (mask, row), caudal first."""
+    merged: list[tuple[np.ndarray, float]] = []
+    for m, r, _ in sorted(discs, key=lambda t: -t[1]):
+        if merged and abs(merged[-1][1] - r) < tolerance_px:
+            merged[-1] = (merged[-1][0] | m, (merged[-1][1] + r) / 2)
+        else:
+            merged.append((m, r))
+    return merged
+
+
 def spider_codes(mask: np.ndarray) -> tuple[np.ndarray, bool]:
     """Codes for one SPIDER mask; returns (codes, levels_ok).
 
@@ -184,13 +217,7 @@ def spider_codes(mask: np.ndarray) -> tuple[np.ndarray, bool]:
     bodies = _components(body, 300)
     codes[disc] = CODE_IGNORE  # fragments stay ignored
     codes[body] = CODE_IGNORE
-    # merge disc pieces at the same height (a disc split by a dark cleft), caudal first
-    merged: list[tuple[np.ndarray, float]] = []
-    for m, r, _ in sorted(discs, key=lambda t: -t[1]):
-        if merged and abs(merged[-1][1] - r) < 25:
-            merged[-1] = (merged[-1][0] | m, (merged[-1][1] + r) / 2)
-        else:
-            merged.append((m, r))
+    merged = merge_same_height(discs, 25.0)
     mark_caudal(codes, _top_row(merged[0][0]) if merged else None,
                 front if canal.any() else None, 0.06 * mask.shape[1])
     big_bodies = [t for t in bodies if t[0].sum() >= 1000]
@@ -354,8 +381,11 @@ def load_mat_generic(root: Path, mapping: dict[int, int], *, slices_per_subject:
 # vesal (no levels), label maps, LabelMe
 # ----------------------------------------------------------------------------------------------
 
-VESAL_TABLE = make_table([], extra={0: (0, CSF), CODE_CAUDAL: (0, CSF, S1, FAT), CODE_DISC_ANY: (0,) + DISCS,
-                                    CODE_BONE_ANY: (0,) + BONES})
+_VESAL_EXTRA = {0: (0, CSF), CODE_CAUDAL: (0, CSF, S1, FAT), CODE_DISC_ANY: (0,) + DISCS, CODE_BONE_ANY: (0,) + BONES}
+# Training: every Vesal disc may also be background (thoracic, or outside the network's tighter outline:
+# Vesal's polygons run about a pixel outside the disc at 256 px). Scoring: the five lowest are lumbar discs.
+VESAL_TABLE = make_table([], extra={**_VESAL_EXTRA, CODE_DISC_LUMBAR: (0,) + DISCS})
+VESAL_EVAL_TABLE = make_table([], extra={**_VESAL_EXTRA, CODE_DISC_LUMBAR: DISCS})
 
 
 def load_vesal(root: Path, *, subjects: Sequence[str] | None = None) -> list[Sample]:
@@ -371,9 +401,13 @@ def load_vesal(root: Path, *, subjects: Sequence[str] | None = None) -> list[Sam
         codes[m == 2] = CODE_BONE_ANY
         discs = _components(m == 1, 30)
         lowest = max(discs, key=lambda t: t[1])[0] if discs else None
+        # counted bottom-up as in SPIDER (same merge tolerance relative to the image height)
+        for disc, _ in merge_same_height(discs, 25.0 * m.shape[0] / 640)[:5]:
+            codes[disc] = CODE_DISC_LUMBAR
         mark_caudal(codes, _top_row(lowest) if lowest is not None else None)
         img = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        out.append(Sample(img, codes, VESAL_TABLE, (), (), "vesal", p.stem, f"vesal/{p.stem}", True))
+        out.append(Sample(img, codes, VESAL_TABLE, (), (), "vesal", p.stem, f"vesal/{p.stem}", True,
+                          eval_table=VESAL_EVAL_TABLE))
     return out
 
 

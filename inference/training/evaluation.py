@@ -6,7 +6,9 @@ cropped to the image area, resized back to the sample's own grid (bilinear) and 
 by argmax (``postprocessing="none"``, default: the network alone) or by :func:`inference.postprocess.postprocess`
 (``"fixed"``: morphology with the network's levels; ``"sacrum"``: morphology and level assignment counted
 from the sacrum). A class counts for a sample when the source labels it exactly there (``Sample.labelled``)
-and the reference mask is non-empty; the score of a class is the mean over such samples.
+and the reference mask is non-empty; the score of a class is the mean over such samples. The summary adds
+level-agnostic Dice of all discs and of all vertebral bodies as one structure (``ANY_LEVEL_GROUPS``),
+also for sources without levels (Vesal: its five lowest discs), mean over the samples that label them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from inference.tta import TTAView, predict_with_views
 
 
 POSTPROCESSINGS = ("none", "fixed", "sacrum")
+# Level-agnostic scores: the group's classes as one structure, on every source that labels the group
+# (also where it labels no single class exactly, e.g. discs without levels); see Sample.group_target.
+ANY_LEVEL_GROUPS: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("discs (any level)", DISCS), ("vertebral bodies (any level)", BODIES + (S1,)),
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class EvalReport:
             lines.append(f"| {c.name} | {c.dice:.3f} | {c.iou:.3f} | {c.n} |")
         for k, v in self.summary.items():
             lines.append(f"| **{k}** | **{v:.3f}** | | |")
+        if not self.summary:
+            lines.append("| (nothing to score: this source labels none of the classes or class groups exactly) | | | |")
         return "\n".join(lines)
 
 
@@ -97,6 +106,7 @@ def score_samples(
     predictions: Sequence[np.ndarray], samples: Sequence[Sample], dataset: str,
 ) -> EvalReport:
     per: dict[int, list[tuple[float, float]]] = {}
+    any_level: dict[str, list[float]] = {}
     for pred, s in zip(predictions, samples):
         for c in s.labelled:
             t = s.target(c)
@@ -107,6 +117,13 @@ def score_samples(
             union = float((pm | t).sum())
             dice = 2 * inter / (float(pm.sum()) + float(t.sum()))
             per.setdefault(c, []).append((dice, inter / union if union else 1.0))
+        for key, group in ANY_LEVEL_GROUPS:
+            ref = s.group_target(group)
+            if ref is not None:
+                positive, scored = ref
+                pm = np.isin(pred, group) & scored
+                any_level.setdefault(key, []).append(
+                    2 * float((pm & positive).sum()) / (float(pm.sum()) + float(positive.sum())))
     classes = tuple(
         ClassScore(CLASS_NAMES[c], c, float(np.mean([d for d, _ in v])), float(np.mean([i for _, i in v])), len(v))
         for c, v in sorted(per.items())
@@ -117,6 +134,7 @@ def score_samples(
         vals = [by[i].dice for i in idx if i in by]
         if vals:
             summary[key] = float(np.mean(vals))
+    summary.update({key: float(np.mean(v)) for key, v in any_level.items()})
     if classes:
         summary["all labelled classes"] = float(np.mean([c.dice for c in classes]))
     return EvalReport(dataset=dataset, n_samples=len(samples), classes=classes, summary=summary)

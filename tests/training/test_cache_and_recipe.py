@@ -23,6 +23,20 @@ def test_cache_round_trip_keeps_codes_tables_and_subjects(tmp_path: Path) -> Non
     for a, b in zip(samples, back):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.codes, b.codes)
         assert np.array_equal(a.table, b.table) and a.groups == b.groups and a.subject == b.subject
+        assert b.eval_table is None
+
+
+def test_cache_round_trip_keeps_the_scoring_table(tmp_path: Path) -> None:
+    """A source whose scoring table differs from its training table (Vesal's lumbar discs) keeps both."""
+    from dataclasses import replace
+
+    from inference.training.datasets import VESAL_EVAL_TABLE, VESAL_TABLE
+
+    s = replace(phantom_sample(4, size=96), table=VESAL_TABLE, eval_table=VESAL_EVAL_TABLE)
+    export_cache([s, phantom_sample(5, size=96)], tmp_path)
+    back = load_cache(tmp_path)
+    assert np.array_equal(back[0].table, VESAL_TABLE) and np.array_equal(back[0].eval_table, VESAL_EVAL_TABLE)
+    assert back[1].eval_table is None
 
 
 def test_shipped_recipes_parse() -> None:

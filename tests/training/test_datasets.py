@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from inference.training.datasets import (
     CODE_CAUDAL,
+    CODE_DISC_LUMBAR,
     CODE_NOT_TARGET,
     VALIDATION_SUBJECTS,
     load_ivd,
@@ -93,6 +95,29 @@ def test_vesal_has_no_levels_but_group_constraints() -> None:
     s = samples[0]
     disc_code = int(s.codes[s.codes != 0].min())
     assert set(np.nonzero(s.table[disc_code])[0]) == {0, 3, 5, 7, 9, 11}
+
+
+def test_vesal_scores_its_five_lowest_discs_as_lumbar_discs_of_any_level() -> None:
+    """Training may still call any Vesal disc background (thoracic, or outside a tighter outline); scoring
+    counts the five lowest as lumbar discs of any level and leaves the discs above them unscored."""
+    for s in load_vesal(_need(DATA / "vesal_sag_t2")):
+        m = np.load(DATA / "vesal_sag_t2" / "masks" / f"{s.subject}.npy")
+        n, comp = cv2.connectedComponents((m == 1).astype(np.uint8), connectivity=8)
+        sizes = [int((comp == i).sum()) for i in range(1, n)]
+        big = [i + 1 for i, a in enumerate(sizes) if a >= 30]
+        lumbar = s.codes == CODE_DISC_LUMBAR
+        assert set(np.nonzero(s.table[CODE_DISC_LUMBAR])[0]) == {0, *DISCS}  # training unchanged
+        assert set(np.nonzero(s.eval_table[CODE_DISC_LUMBAR])[0]) == set(DISCS)
+        rows = {i: float(np.nonzero(comp == i)[0].mean()) for i in big}
+        lowest5 = sorted(rows, key=lambda i: -rows[i])[:5]
+        if len(big) >= 5 and min(abs(rows[a] - rows[b]) for a in big for b in big if a != b) >= 10:
+            assert lumbar.sum() == sum(sizes[i - 1] for i in lowest5)  # pieces at one height are merged
+            assert all(lumbar[comp == i].all() for i in lowest5)
+        positive, scored = s.group_target(DISCS)
+        assert np.array_equal(positive, lumbar)
+        assert not scored[(m == 1) & ~lumbar].any()  # discs above L1/L2 (and fragments) are not scored
+        assert scored[m == 0].mean() > 0.95 and scored[m == 2].all()  # a disc there is a false positive
+        assert s.group_target(BODIES) is None  # no vertebra is asserted to be a lumbar body
 
 
 def test_split_is_by_subject_and_fixed() -> None:
