@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,6 +305,19 @@ def _mid_index(gt: np.ndarray) -> int:
     return int(np.argmax((gt > 0).sum(axis=(0, 1))))
 
 
+def _mat_volumes(root: Path, slices_per_subject: int, subjects: Sequence[str] | None = None,
+                 ) -> Iterator[tuple[Path, np.ndarray, np.ndarray, list[tuple[int, bool]]]]:
+    """(file, image volume, label volume, [(slice index, is the mid slice)]) with the ``slices_per_subject``
+    sagittal slices around each volume's mid slice (the one with the most labelled pixels)."""
+    for p in sorted(root.glob("*.mat")):
+        if subjects is not None and p.stem not in subjects:
+            continue
+        img, gt = _load_mat(p)
+        k = _mid_index(gt)
+        half = slices_per_subject // 2
+        yield p, img, gt, [(j, j == k) for j in range(max(0, k - half), min(gt.shape[2], k + half + 1))]
+
+
 IVD_TABLE = make_table(DISCS, extra={0: (0, CSF) + BODIES, CODE_CAUDAL: (0, CSF, S1, FAT) + BODIES})
 VB_TABLE = make_table(BODIES, extra={CODE_NOT_TARGET: (0,), 0: (0, CSF) + DISCS, CODE_CAUDAL: (0, CSF, S1, FAT) + DISCS})
 
@@ -313,20 +326,15 @@ def load_ivd(root: Path, *, slices_per_subject: int = 3, subjects: Sequence[str]
     """Level-specific discs (1=L5/S1 ... 5=L1/L2), 1 mm isotropic."""
     out = []
     mapping = {1: 11, 2: 9, 3: 7, 4: 5, 5: 3}
-    for p in sorted(root.glob("*.mat")):
-        if subjects is not None and p.stem not in subjects:
-            continue
-        img, gt = _load_mat(p)
-        k = _mid_index(gt)
-        half = slices_per_subject // 2
-        for j in range(max(0, k - half), min(gt.shape[2], k + half + 1)):
+    for p, img, gt, slices in _mat_volumes(root, slices_per_subject, subjects):
+        for j, mid in slices:
             codes = np.zeros(gt.shape[:2], np.uint8)
             for v, c in mapping.items():
                 codes[gt[:, :, j] == v] = c
             mark_caudal(codes, _top_row(codes == 11))  # below the top of L5/S1
             out.append(Sample(
                 image=to_uint8(img[:, :, j]), codes=codes, table=IVD_TABLE, groups=tuple((c,) for c in DISCS),
-                labelled=DISCS, source="ivd", subject=p.stem, name=f"ivd/{p.stem}/z{j}", mid=(j == k), spacing_mm=(1.0, 1.0),
+                labelled=DISCS, source="ivd", subject=p.stem, name=f"ivd/{p.stem}/z{j}", mid=mid, spacing_mm=(1.0, 1.0),
             ))
     return out
 
@@ -334,18 +342,13 @@ def load_ivd(root: Path, *, slices_per_subject: int = 3, subjects: Sequence[str]
 def load_vb(root: Path, *, slices_per_subject: int = 3, subjects: Sequence[str] | None = None) -> list[Sample]:
     """Vertebral bodies T11-L5 (instance ids sorted caudal -> cranial by 3-D centroid: lowest = L5)."""
     out = []
-    for p in sorted(root.glob("*.mat")):
-        if subjects is not None and p.stem not in subjects:
-            continue
-        img, gt = _load_mat(p)
+    for p, img, gt, slices in _mat_volumes(root, slices_per_subject, subjects):
         ids = [int(v) for v in np.unique(gt) if v > 0]
         rows = np.arange(gt.shape[0])
         centroid = {v: float((rows[:, None, None] * (gt == v)).sum() / max((gt == v).sum(), 1)) for v in ids}
         order = sorted(ids, key=lambda v: -centroid[v])  # caudal first
         level = {v: (BODIES[::-1][i] if i < 5 else CODE_NOT_TARGET) for i, v in enumerate(order)}
-        k = _mid_index(gt)
-        half = slices_per_subject // 2
-        for j in range(max(0, k - half), min(gt.shape[2], k + half + 1)):
+        for j, mid in slices:
             codes = np.zeros(gt.shape[:2], np.uint8)
             for v, c in level.items():
                 codes[gt[:, :, j] == v] = c
@@ -355,7 +358,7 @@ def load_vb(root: Path, *, slices_per_subject: int = 3, subjects: Sequence[str] 
             out.append(Sample(
                 image=image if image.dtype == np.uint8 else to_uint8(image), codes=codes, table=VB_TABLE,
                 groups=tuple((c,) for c in BODIES), labelled=BODIES, source="vb", subject=p.stem,
-                name=f"vb/{p.stem}/z{j}", mid=(j == k), spacing_mm=(1.0, 1.0),
+                name=f"vb/{p.stem}/z{j}", mid=mid, spacing_mm=(1.0, 1.0),
             ))
     return out
 
@@ -365,15 +368,12 @@ def load_mat_generic(root: Path, mapping: dict[int, int], *, slices_per_subject:
     table = make_table(sorted(set(mapping.values()) - {0}))
     labelled = tuple(sorted(set(mapping.values()) - {0}))
     out = []
-    for p in sorted(root.glob("*.mat")):
-        img, gt = _load_mat(p)
-        k = _mid_index(gt)
-        half = slices_per_subject // 2
-        for j in range(max(0, k - half), min(gt.shape[2], k + half + 1)):
+    for p, img, gt, slices in _mat_volumes(root, slices_per_subject):
+        for j, mid in slices:
             codes = np.zeros(gt.shape[:2], np.uint8)
             for v, c in mapping.items():
                 codes[gt[:, :, j] == v] = c
-            out.append(Sample(to_uint8(img[:, :, j]), codes, table, tuple((c,) for c in labelled), labelled, source, p.stem, f"{source}/{p.stem}/z{j}", j == k))
+            out.append(Sample(to_uint8(img[:, :, j]), codes, table, tuple((c,) for c in labelled), labelled, source, p.stem, f"{source}/{p.stem}/z{j}", mid))
     return out
 
 
