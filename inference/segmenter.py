@@ -26,6 +26,7 @@ outputs up to summation order, about a quarter fewer FLOPs for the full network)
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -36,7 +37,6 @@ import torch
 from pydicom.dataset import Dataset
 
 from inference.fuse import fold_batchnorm
-from inference.model import factored_copy
 from inference.postprocess import DECODINGS, LEVEL_ASSIGNMENTS, MORPHOLOGIES, postprocess
 from inference.precision import (
     PRECISION_MODES,
@@ -136,9 +136,10 @@ class Segmenter:
         model = model.to(self.device)
         if factored_fusion is None:  # measured faster on CPU; on CUDA not measured yet (bench/gpu_inference.py)
             factored_fusion = self.device.type == "cpu"
-        if factored_fusion and model is loaded.model and not own:
-            model = factored_copy(model)  # never switch the caller's module
-        model.classifier.factored_fusion = factored_fusion  # inference.upsampled_conv: same logits, fewer FLOPs
+        if model.classifier.factored_fusion != factored_fusion:  # inference.upsampled_conv: same logits, fewer FLOPs
+            if model is loaded.model and not own:
+                model = copy.deepcopy(model)  # never switch the caller's module, on or off
+            model.classifier.factored_fusion = factored_fusion
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True

@@ -70,6 +70,9 @@ def test_factored_fusion_is_on_by_default_and_changes_no_label(tmp_path: Path) -
     loaded = load_weights(path, "cpu")
     seg = Segmenter(loaded, device="cpu", precision="fp32", fold_bn=False)
     assert seg.model.classifier.factored_fusion and not loaded.model.classifier.factored_fusion
+    loaded.model.classifier.factored_fusion = True  # nor switched off
+    seg = Segmenter(loaded, device="cpu", precision="fp32", fold_bn=False, factored_fusion=False)
+    assert not seg.model.classifier.factored_fusion and loaded.model.classifier.factored_fusion
 
 
 def test_planted_model_labels_the_whole_image_and_decoding_is_selectable(tmp_path: Path) -> None:
