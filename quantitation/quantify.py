@@ -31,6 +31,7 @@ from quantitation.geometry_types import (
     VertebraGeometry,
 )
 from quantitation.masks import BoolArray, chord, crop, fill_holes, outline
+from quantitation.outline_registration import REGISTRATION_REACH_PX
 from quantitation.results import (
     DISC_LEVELS,
     VERTEBRA_LEVELS,
@@ -43,7 +44,8 @@ from quantitation.results import (
 
 _SIGNAL_MIN_PIXELS = 10  # fewer disc / reference pixels than this: no histogram measure
 # A disc whose raw peak difference moves by more than this many grey levels when its outline shrinks or grows
-# by one pixel gets a reason saying so (issue 4's stability target; 20 of 356 annotated real discs exceed it).
+# by one pixel gets a reason saying so (issue 4's stability target; with the outline registered to the image, 1 of
+# 356 annotated real discs exceeds it, 20 did read on the masks as drawn).
 OUTLINE_SENSITIVITY_LIMIT = 3.0
 OUTLINE_SENSITIVE_REASON = "ΔSI depends on the disc outline"  # how that reason begins
 # The presacral fat region must be at least this share of a lumbar body's area to serve as a reference: on
@@ -210,25 +212,35 @@ def _reference_level(mask: BoolArray, grey: NDArray[np.uint8], m: Method, *, bri
     return level(window[c.mask], weights=sig.rim_weights(c.mask))
 
 
-def _region_peaks(window: NDArray[np.uint8], mask: BoolArray, m: Method) -> sig.Peaks:
+# classes a disc's outline may not grow into when it is registered to the image (default method)
+_NO_GROWTH = np.zeros(256, dtype=bool)
+_NO_GROWTH[[lab.CSF, lab.FAT, *lab.DISC_CLASS.values()]] = True
+
+
+def _region_peaks(window: NDArray[np.uint8], mask: BoolArray, m: Method, room: BoolArray | None) -> sig.Peaks:
     if m is Method.BIANQUE2022:
         return sig.original_peaks(window[mask])  # row-major order within the crop = within the image
-    return sig.disc_peaks(window[mask], sig.disc_weights(mask))
+    return sig.registered_disc_peaks(window, mask, None if room is None else room | mask)
 
 
-def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method) -> tuple[sig.Peaks, tuple[float, ...]]:
+def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method, labels: NDArray[np.integer]
+                 ) -> tuple[sig.Peaks, tuple[float, ...]]:
     """The disc's peaks, and the raw peak difference on its outline shrunk and grown by one pixel (4-connected
-    erosion and dilation; a shrunk outline with fewer than ``_SIGNAL_MIN_PIXELS`` pixels is left out)."""
-    c = crop(mask, 2)
+    erosion and dilation; a shrunk outline with fewer than ``_SIGNAL_MIN_PIXELS`` pixels is left out). The
+    default method registers each outline to the image, growing it into its own disc, background and bone but
+    not into the CSF, the presacral fat or another disc."""
+    c = crop(mask, 2 if m is Method.BIANQUE2022 else REGISTRATION_REACH_PX + 3)
     assert c is not None
-    window = grey[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]]
-    peaks = _region_peaks(window, c.mask, m)
+    rows, cols = slice(c.r0, c.r0 + c.mask.shape[0]), slice(c.c0, c.c0 + c.mask.shape[1])
+    window = grey[rows, cols]
+    room = None if m is Method.BIANQUE2022 else ~_NO_GROWTH[np.clip(labels[rows, cols], 0, 255)] | c.mask
+    peaks = _region_peaks(window, c.mask, m, room)
     changed: list[float] = []
     for other in (ndimage.binary_erosion(c.mask), ndimage.binary_dilation(c.mask)):
         if np.count_nonzero(other) < _SIGNAL_MIN_PIXELS:
             continue
         try:
-            changed.append(_region_peaks(window, other, m).difference)
+            changed.append(_region_peaks(window, other, m, room).difference)
         except ValueError:  # e.g. only saturated pixels left
             continue
     return peaks, tuple(changed)
@@ -381,7 +393,7 @@ def quantify_slice(
     discs: list[DiscResult] = []
     for level in DISC_LEVELS:
         disc = _disc(level, m, geo_mod, masks, verts, compat_verts, grey, csf_ref, csf_reason, fat_ref, spacing, sex,
-                     grid_is_512)
+                     grid_is_512, labels)
         used = lab.DISC_NEIGHBOURS[level][:1] if level == "L5/S1" else lab.DISC_NEIGHBOURS[level]
         doubtful = [v for v in used if v in implausible]
         if disc.dhi is not None and doubtful:
@@ -477,6 +489,7 @@ def _disc(
     spacing: tuple[float, float],
     sex: str | None,
     grid_is_512: bool,
+    labels: NDArray[np.integer],
 ) -> DiscResult:
     raw = masks[level]
     if not raw.any():
@@ -495,7 +508,7 @@ def _disc(
     else:
         peaks: sig.Peaks | None = None
         try:
-            peaks, changed = _disc_signal(raw, grey, m)
+            peaks, changed = _disc_signal(raw, grey, m, labels)
         except ValueError as exc:
             reasons.append(f"ΔSI: {exc}")
         if peaks is not None:

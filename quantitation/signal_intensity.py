@@ -14,6 +14,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from quantitation.outline_registration import register_outline
+
 # robust-variant parameters (chosen on the real-disc erosion/dilation study: quantitation/README.md)
 SMOOTH_SIGMA: float = 4.0  # Gaussian smoothing of a reference (CSF, fat) histogram, grey levels
 DISC_SMOOTH_SIGMA: float = 5.0  # Gaussian smoothing of a disc histogram, grey levels
@@ -230,6 +232,22 @@ def disc_peaks(values: NDArray[np.uint8], weights: NDArray[np.float64] | None = 
     if not np.any(w > 0):
         raise ValueError("no unsaturated pixels in the region")
     return robust_peaks(values, weights=w)
+
+
+def registered_disc_peaks(
+    image: NDArray[np.uint8], mask: NDArray[np.bool_], allowed: NDArray[np.bool_] | None = None
+) -> Peaks:
+    """ΔSI peaks of a disc (default method): the outline is first registered to the image
+    (``outline_registration.register_outline``: each half moved by whole pixels to the dark line that bounds
+    the disc), then ``disc_peaks`` reads the registered region, each pixel weighted by its membership times
+    its relative depth, (depth - 0.5) / (``DISC_RAMP_SHARE`` (max depth - 0.5)) capped at 1, as
+    ``disc_weights`` does for a mask. ``image`` and ``mask`` share one grid that extends ``reach`` + 1 pixels
+    beyond the mask; ``allowed`` limits where the outline may grow."""
+    outline = register_outline(image, mask, allowed=allowed)
+    inside = outline.membership > 0
+    depth = outline.depth[inside]
+    ramp = np.clip((depth - 0.5) / (DISC_RAMP_SHARE * (depth.max() - 0.5)), 0.0, 1.0)
+    return disc_peaks(image[inside], outline.membership[inside] * ramp)
 
 
 def delta_si(difference: float, reference: float) -> float:

@@ -110,7 +110,7 @@ def test_outline_sensitivity_flags_a_disc_whose_signal_follows_its_outline() -> 
     image = spine.image.copy()
     disc = spine.labels == 7  # L3/L4
     depth = ndimage.distance_transform_edt(disc)
-    image[disc] = np.clip(60 + 15 * depth[disc], 0, 200).astype(np.uint8)
+    image[disc] = np.clip(60 + 10 * depth[disc], 0, 200).astype(np.uint8)
     graded = quantify_slice(spine.labels, image, spine.spacing)
     for before, after in zip(q.discs, graded.discs, strict=True):
         if after.level != "L3/L4":
@@ -121,7 +121,7 @@ def test_outline_sensitivity_flags_a_disc_whose_signal_follows_its_outline() -> 
         assert lo <= after.delta_si <= hi
         [reason] = [r for r in after.reasons if "outline" in r]
         assert f"{lo:.1f} to {hi:.1f}" in reason and "more than 3" in reason
-        assert "grade group 2 to 3" in reason  # 73.8 .. 91.5 straddles the 84.31 threshold
+        assert "grade group 2 to 3" in reason  # 75.6 .. 88.8 straddles the 84.31 threshold
 
 
 def test_empty_region_raises_value_error() -> None:
