@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from quantitation import grade_group  # noqa: E402
 from quantitation import signal_intensity as sig  # noqa: E402
+from quantitation.outline_registration import REGISTRATION_REACH_PX  # noqa: E402
 
 DISC, CANAL = 29, 150
 LEVEL_NAME = {1: "L5/S1", 2: "L4/L5", 3: "L3/L4", 4: "L2/L3", 5: "L1/L2"}
@@ -55,10 +56,11 @@ def _discs(mask: np.ndarray) -> list[np.ndarray]:
     return [m for _, m in comps]
 
 
-def _crop(img: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _crop(img: np.ndarray, m: np.ndarray, margin: int = 3) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = np.nonzero(m)
-    r0, c0 = max(rows.min() - 3, 0), max(cols.min() - 3, 0)
-    return img[r0 : rows.max() + 4, c0 : cols.max() + 4], m[r0 : rows.max() + 4, c0 : cols.max() + 4]
+    r0, c0 = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
+    r1, c1 = rows.max() + margin + 1, cols.max() + margin + 1
+    return img[r0:r1, c0:c1], m[r0:r1, c0:c1]
 
 
 def _csf_in_canal(img: np.ndarray, canal: np.ndarray) -> np.ndarray:
@@ -90,8 +92,8 @@ def _slice_measures(img: np.ndarray, mask: np.ndarray, graded: set[int]) -> dict
     saturated[0] += int(ref_original >= 255)
     out = {}
     for ivd, m in labelled.items():
-        di, dm = _crop(img, m)
-        d_def = sig.disc_peaks(di[dm], sig.disc_weights(dm)).difference
+        di, dm = _crop(img, m, REGISTRATION_REACH_PX + 3)
+        d_def = sig.registered_disc_peaks(di, dm).difference  # as quantify_slice (no label map: grows anywhere)
         d_orig = sig.original_peaks(img[m]).difference
         out[ivd] = (
             sig.delta_si(d_def, ref_default) if ref_default > 0 else float("nan"),
@@ -180,7 +182,7 @@ def report(rows: list[DiscRow], stats: dict[str, int]) -> str:
         "  the canal pixels as CSF (BianqueNet's own CSF class is CSF only, so the product needs no such step).",
         f"* {stats['saturated_slices']} of {stats['slices']} slices have their CSF reference at 255: the per-slice min-max",
         "  rescaling clipped the CSF, so their reference is too low and their ΔSI too high.",
-        "* `default`: depth-weighted, saturation-free, smoothed histogram, soft peak pair (`signal_intensity.robust_peaks`);",
+        "* `default`: disc outline registered to the image (`outline_registration`), then a depth-weighted, saturation-free, smoothed histogram and soft peak pair (`signal_intensity.registered_disc_peaks`);",
         "  reference = main peak of the canal's CSF class (rim-weighted).",
         "  `bianque2022`: the original mode / distance-weighted second peak; reference = canal mode (spec 5.8).",
         "* ΔSI = peak difference x 255 / reference; grade group from the thresholds of spec 5.9 (Table 7).",
