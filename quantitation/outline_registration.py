@@ -10,8 +10,10 @@ by whole pixels to the ring that is dark and has brighter tissue just outside it
 
 Rings: ring ``k`` is the set of pixels ``k`` 4-connected steps outside the mask (``k`` >= 1) or ``-k`` steps
 inside its outermost pixels (ring 0); the mask grown or shrunk by ``k`` steps is exactly the rings <= ``k``
-(``signed_steps``). For each half, ring ``k`` (``|k| <= reach``) scores ``share * L(k+1) - L(k)`` with ``L``
-the mean grey level of the half's ring (equal parts "dark" and "brighter outside"); the half's offset is the
+(``signed_steps``). For each half, ring ``k`` (``|k| <= reach``, and at least ``CORE_RINGS`` rings outside the
+innermost one, so that a dark mid-height line such as an intranuclear cleft is never taken for the boundary)
+scores ``share * L(k+1) - L(k)`` with ``L`` the mean grey level of the half's ring (equal parts "dark" and
+"brighter outside"); the half's offset is the
 softmax-weighted mean of ``k`` (temperature in grey levels), so the result moves continuously where two rings
 are about equally good. A pixel of that half belongs to the registered disc with membership
 ``clip(offset - k_pixel + 1, 0, 1)`` (a fractional offset takes part of the outermost ring) and lies
@@ -34,6 +36,7 @@ REGISTRATION_REACH_PX: int = 4  # each half of the outline may move by up to thi
 RING_TEMPERATURE: float = 4.0  # grey levels of ring score per e-fold of weight
 OUTSIDE_SHARE: float = 0.5  # weight of the next ring's level in a ring's score (share * L(k+1) - L(k))
 MIN_REGION_PIXELS: int = 10  # a shrunk outline must keep at least this many pixels
+CORE_RINGS: int = 2  # the outline never moves onto the disc's innermost rings (its mid-height line and the next)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ def register_outline(
     if reach < 0 or temperature <= 0:
         raise ValueError("reach must be >= 0 and temperature > 0")
     steps = signed_steps(mask)
+    innermost = int(steps.min())  # the disc's mid-height line (the same pixels for the mask grown or shrunk)
     usable = np.ones(mask.shape, dtype=bool) if allowed is None else (np.asarray(allowed, dtype=bool) | mask)
     grey = image.astype(np.float64)
     half = disc_halves(mask)
@@ -106,7 +110,7 @@ def register_outline(
         for k in range(-reach, reach + 1):
             if k not in level or k + 1 not in level:
                 continue
-            if k < 0 and np.count_nonzero(steps <= k) < MIN_REGION_PIXELS:
+            if k < innermost + CORE_RINGS or (k < 0 and np.count_nonzero(steps <= k) < MIN_REGION_PIXELS):
                 continue
             ks.append(k)
             scores.append(share * level[k + 1] - level[k])

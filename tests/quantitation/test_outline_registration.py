@@ -72,6 +72,26 @@ def test_a_mask_one_or_two_pixels_off_reads_the_same_disc(tilt: float) -> None:
         assert np.abs(register_outline(image, m).membership - outline.membership).sum() <= 0.02 * disc.sum()
 
 
+def test_a_dark_mid_height_line_is_not_taken_for_the_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An intranuclear cleft (a dark line along the middle of the nucleus, common in adult discs) is dark with
+    brighter tissue outside it, like the boundary. On a thin disc (10 px) it pulls a half's offset inward
+    unless the innermost rings are left out (``CORE_RINGS``)."""
+    import quantitation.outline_registration as reg
+
+    r, c = np.indices((48, 96)).astype(np.float64)
+    rho = np.hypot((c - 48) / 30.0, (r - 24) / 5.0)
+    disc = rho <= 1.0
+    image = np.full(r.shape, float(MARROW))
+    image[ndimage.binary_dilation(disc, iterations=2) & ~disc] = LINE
+    image[disc] = ANNULUS
+    image[rho <= 0.6] = NUCLEUS
+    image[(np.abs(r - 24) <= 0.5) & (rho <= 0.8)] = 20  # the cleft
+    image = np.clip(np.rint(image + np.random.default_rng(0).normal(0, 4, r.shape)), 1, 254).astype(np.uint8)
+    assert register_outline(image, disc).offsets == pytest.approx((2.0, 2.0), abs=0.05)
+    monkeypatch.setattr(reg, "CORE_RINGS", 0)
+    assert min(register_outline(image, disc).offsets) < 1.0
+
+
 def test_halves_split_the_disc_along_its_long_axis() -> None:
     _, disc = _drawn_disc(0, 30.0)
     half = disc_halves(disc)

@@ -131,8 +131,8 @@ ABOVE_TARGET: dict[str, dict[str, float]] = {"vesal": {}, "spider": {"209#7": 19
 
 
 # measured on this data: share of discs within 3 grey levels (registered / mask as drawn / original heuristic),
-# median and largest change: vesal 1.00 / 0.91 / 0.26, 0.05, max 1.1; spider 1.00 (all but 209#7) / 0.96 / 0.59,
-# 0.15; fastcleverseg 1.00 / 0.95 / 0.70, 0.05, max 0.4
+# median and largest change: vesal 1.00 / 0.91 / 0.26, 0.02, max 1.0; spider 1.00 (all but 209#7) / 0.96 / 0.59,
+# 0.11; fastcleverseg 1.00 / 0.95 / 0.70, 0.04, max 0.4
 @pytest.mark.parametrize("source", ["vesal", "spider", "fastcleverseg"])
 def test_peak_difference_stable_under_one_pixel_erosion_dilation(source: str) -> None:
     changes = _changes(source, _default)
@@ -146,6 +146,44 @@ def test_peak_difference_stable_under_one_pixel_erosion_dilation(source: str) ->
     share = float(np.mean(default <= 3.0))
     assert share > float(np.mean(as_drawn <= 3.0)) and float(np.median(default)) < float(np.median(as_drawn))
     assert share >= float(np.mean(original <= 3.0)) + 0.25  # far more stable than the original (0.26-0.70)
+
+
+def _on_model_grid(img: np.ndarray, m: np.ndarray, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The slice resampled as the node does for the network (longer side to ``size``: area averaging when
+    shrinking, bilinear when enlarging) and the mask resampled bilinearly and cut at 0.5 (a smooth outline,
+    like the network's, on the grid where the node measures ΔSI)."""
+    h, w = m.shape
+    nh, nw = round(h * size / max(h, w)), round(w * size / max(h, w))
+    interp = cv2.INTER_AREA if nh < h and nw < w else cv2.INTER_LINEAR
+    grid_img = np.clip(np.rint(cv2.resize(img.astype(np.float32), (nw, nh), interpolation=interp)), 0, 255)
+    grid_mask = cv2.resize(m.astype(np.float32), (nw, nh), interpolation=cv2.INTER_LINEAR) >= 0.5
+    return grid_img.astype(np.uint8), grid_mask
+
+
+@pytest.mark.parametrize("source", ["vesal", "spider", "fastcleverseg"])
+def test_peak_difference_stable_on_the_grid_the_node_measures_on(source: str) -> None:
+    """The node measures on the network's 512 x 512 grid: VESAL (256 px) and fastcleverseg (221 px) slices
+    are enlarged about twofold there, SPIDER's (512 x 640) shrunk to 0.8, so a one-pixel change is half a
+    native pixel or 1.25 of one. Measured, registered / as drawn: vesal 110 / 108 of 110 within 3 grey
+    levels, spider 225 / 213 of 226, fastcleverseg 20 / 19 of 20; the same single exception."""
+    changes: dict[str, float] = {}
+    as_drawn: list[float] = []
+    for name, img, m in _cases(source):
+        img, m = _crop(*_on_model_grid(img, m))
+        er, di = ndimage.binary_erosion(m), ndimage.binary_dilation(m)
+        if er.sum() < 10:
+            continue
+        for fn in (_default, _mask_as_drawn):
+            base = fn(img, m)
+            change = max(abs(fn(img, er) - base), abs(fn(img, di) - base))
+            if fn is _default:
+                changes[name] = change
+            else:
+                as_drawn.append(change)
+    assert len(changes) >= {"vesal": 110, "spider": 226, "fastcleverseg": 20}[source]
+    above = {name for name, c in changes.items() if c > 3.0}
+    assert above == set(ABOVE_TARGET[source]), above
+    assert float(np.mean(np.array(as_drawn) <= 3.0)) < 1.0  # read on the masks as drawn, some move (measured)
 
 
 @pytest.mark.parametrize("source", ["vesal", "spider", "fastcleverseg"])
@@ -192,7 +230,8 @@ def _shift_changes(source: str, fn) -> np.ndarray:
 def test_registration_also_steadies_a_shifted_outline(source: str, min_share: float) -> None:
     """A perturbation the registration was not built for: the mask moved by one pixel, so one side of the
     outline grows while the other shrinks. Measured share within 3 grey levels, registered / as drawn:
-    vesal 0.95 / 0.92, spider 1.00 / 0.94, fastcleverseg 1.00 / 0.80."""
+    vesal 0.95 / 0.92, spider 1.00 / 0.94, fastcleverseg 1.00 / 0.80. (Eroded or dilated by two pixels:
+    0.98 / 0.59, 0.96 / 0.84, 0.95 / 0.30.)"""
     registered, as_drawn = _shift_changes(source, _default), _shift_changes(source, _mask_as_drawn)
     share = float(np.mean(registered <= 3.0))
     assert share >= min_share

@@ -151,7 +151,7 @@ def test_delta_si_from_the_network_masks_agrees_with_the_annotated_masks() -> No
     slices the network's disc masks and Vesal's annotated ones (a different convention: its outlines run about
     a pixel outside the disc) give the same raw peak difference when each outline is registered to the image.
     Discs matched by overlap (more than half of the network's disc inside an annotated one). Measured: 61
-    discs; registered 100 % within 3 grey levels (median 0.35, largest 1.7); read on the masks as drawn 85 %
+    discs; registered 100 % within 3 grey levels (median 0.25, largest 1.7); read on the masks as drawn 85 %
     (median 0.70, largest 7.3)."""
     import cv2
     from PIL import Image
@@ -199,5 +199,5 @@ def test_delta_si_from_the_network_masks_agrees_with_the_annotated_masks() -> No
     registered_a, as_drawn_a = np.array(registered), np.array(as_drawn)
     assert registered_a.size >= 55, registered_a.size
     assert float(np.mean(registered_a <= 3.0)) >= 0.95, np.sort(registered_a)[-5:]
-    assert float(np.median(registered_a)) <= 0.5
+    assert float(np.median(registered_a)) <= 0.4
     assert float(np.mean(registered_a <= 3.0)) > float(np.mean(as_drawn_a <= 3.0))
