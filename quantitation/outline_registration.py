@@ -44,7 +44,7 @@ class RegisteredOutline:
     """A disc's outline moved to the image, as a soft region on the mask's grid."""
 
     membership: FloatArray  # 0..1 per pixel: share of the pixel inside the registered outline
-    depth: FloatArray  # steps from the registered outline (>= 1 inside it, <= 0 outside)
+    depth: FloatArray  # steps inside the registered outline: > 0 in it (< 1 on a partly included ring), <= 0 outside
     offsets: tuple[float, float]  # pixels each half moved (cranial-side half first; > 0: outwards)
 
 
@@ -59,8 +59,8 @@ def signed_steps(mask: BoolArray) -> NDArray[np.int64]:
 
 
 def disc_halves(mask: BoolArray) -> BoolArray:
-    """True on the side of the disc's long axis (through its centroid) that the first principal direction's
-    normal points to: the two halves of the grid, one per endplate of a disc."""
+    """The grid split in two by the line through the disc's centroid along its long axis (the principal axis of
+    its pixels): True on the caudal side, False on the cranial side, one half per endplate."""
     rows, cols = np.nonzero(mask)
     centre = np.array([rows.mean(), cols.mean()])
     if rows.size < 3:
