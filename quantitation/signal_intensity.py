@@ -21,6 +21,9 @@ SMOOTH_SIGMA: float = 4.0  # Gaussian smoothing of a reference (CSF, fat) histog
 DISC_SMOOTH_SIGMA: float = 5.0  # Gaussian smoothing of a disc histogram, grey levels
 MIN_PEAK_SEPARATION: float = 6.0  # peak pairs closer than this count in proportion to their separation
 PAIR_TOP_SHARE: float = 0.5  # the peak pair is the mean of the pairs scoring at least this share of the best
+END_MASS_HALF_WIDTH: float = 2.0  # an end's mass is the region's share within this many sigma of it ...
+END_MASS_SCALE: float = 0.04  # ... and the end counts with m^p / (m^p + this^p): sparse tails cannot be peaks
+END_MASS_POWER: float = 4.0
 PEAK_STEP_SHARE: float = 0.2  # a pair end's step towards its peak: at most this share of the separation
 PEAK_STEP_MAX: float = 10.0  # ... and at most this many grey levels
 RIM_RAMP_PX: float = 3.0  # reference regions: pixel weights reach full weight this many pixels inside
@@ -123,9 +126,14 @@ def robust_peaks(
     """The two ΔSI peaks of a region, as a continuous function of its (weighted) histogram.
 
     On the Gaussian-smoothed histogram h every pair of grey levels i < j scores
-    ``h(i) h(j) (j - i) min((j - i) / min_separation, 1)``: the original distance-weighted second-peak
+    ``e(i) e(j) (j - i) min((j - i) / min_separation, 1)``: the original distance-weighted second-peak
     criterion ``h(k) |k - p1|`` made symmetric (the main peak is scored by its height instead of being
-    fixed in advance as the mode) with a soft minimum separation. The pair is the score-weighted mean of
+    fixed in advance as the mode) with a soft minimum separation. ``e(k) = h(k) m^p / (m^p + s^p)``, m the
+    region's share within ``END_MASS_HALF_WIDTH`` sigma of k, s = ``END_MASS_SCALE``, p =
+    ``END_MASS_POWER``: an end with less than about s of the region near it counts far less, so a sparse
+    tail (a few percent of the region spread over a hundred levels) cannot be a peak, while any population
+    of more than about 2 s is scored by its height alone (the steep power keeps the three-population
+    continuity). The pair is the score-weighted mean of
     the lower and of the upper ends over the pairs reaching ``PAIR_TOP_SHARE`` of the best score (a soft
     argmax: when two or three populations of similar height compete, a small change of the mask shifts the
     result a little instead of swapping populations). The distance weight puts each end of the best pair
@@ -143,8 +151,13 @@ def robust_peaks(
     support = np.flatnonzero(h > 0)
     a, b = int(support[0]), int(support[-1]) + 1  # pairs outside the support score 0
     hs, ks = h[a:b], k[a:b]
+    cumulative = np.concatenate([[0.0], np.cumsum(h)])
+    half = int(round(END_MASS_HALF_WIDTH * sigma))
+    idx = np.arange(a, b)
+    mass = cumulative[np.minimum(idx + half + 1, h.size)] - cumulative[np.maximum(idx - half, 0)]
+    ends = hs * mass**END_MASS_POWER / (mass**END_MASS_POWER + END_MASS_SCALE**END_MASS_POWER)  # sparse ends discounted
     sep = np.maximum(ks[None, :] - ks[:, None], 0.0)  # j - i for i < j, else 0
-    score = hs[:, None] * hs[None, :] * sep * np.minimum(sep / min_separation, 1.0)
+    score = ends[:, None] * ends[None, :] * sep * np.minimum(sep / min_separation, 1.0)
     top = np.maximum(score - PAIR_TOP_SHARE * score.max(), 0.0)
     if not np.any(top > 0):  # all weight in one grey level
         p = float(np.argmax(h))

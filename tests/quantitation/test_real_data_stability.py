@@ -8,11 +8,11 @@ The default method registers each disc's outline to the image before it reads th
 (quantitation/outline_registration.py: each half of the outline moves by whole pixels to the dark line that
 bounds the disc), so a mask one pixel smaller or larger reads the same pixels. Read on the mask as drawn (the
 previous default, kept here as ``_mask_as_drawn``), 20 of these 356 discs moved 3.2-12 grey levels; registered,
-355 stay within 3. The one exception (``ABOVE_TARGET``) is SPIDER patient 209's L5/S1: a collapsed, steeply
-tilted disc about 10 px thick with a small bright tail in its histogram, on which every read-out tried is
-fragile (six pixels filled in by a closing moved the mask-as-drawn read-out by 29 levels). The node flags
-such discs (``test_node_flags_exactly_the_discs_above_target``): every result carries its ΔSI range over the
-two changed outlines.
+355 stay within 3. The one exception (``ABOVE_TARGET``, 4.8 levels) is SPIDER patient 209's L5/S1: a
+collapsed, steeply tilted disc about 10 px thick, mostly dark with a sparse bright tail; its ring profile has
+two competing dark lines. (Before the read-out discounted sparse ends, that tail made it move by 196 levels.)
+The node flags such discs (``test_node_flags_exactly_the_discs_above_target``): every result carries its ΔSI
+range over the two changed outlines.
 
 Independent checks (perturbations and segmentations the registration was not tuned on): a one-pixel
 translation of the mask (one side grows, the other shrinks; ``test_registration_also_steadies_a_shifted_outline``)
@@ -127,7 +127,7 @@ def _changes(source: str, fn) -> dict[str, float]:
 # SPIDER subject and component number (fastcleverseg: file/level). Read on the mask as drawn, 20 did (VESAL
 # 15#0 15#3 16#0 16#1 16#6 18#2 2#0 3#0 8#2 8#5, SPIDER 22#1 41#7 141#4 141#6 191#2 200#1 200#2 209#1 209#3,
 # fastcleverseg 42/1; 3.2-12.0 levels).
-ABOVE_TARGET: dict[str, dict[str, float]] = {"vesal": {}, "spider": {"209#7": 196.0}, "fastcleverseg": {}}
+ABOVE_TARGET: dict[str, dict[str, float]] = {"vesal": {}, "spider": {"209#7": 4.8}, "fastcleverseg": {}}
 
 
 # measured on this data: share of discs within 3 grey levels (registered / mask as drawn / original heuristic),
@@ -140,6 +140,8 @@ def test_peak_difference_stable_under_one_pixel_erosion_dilation(source: str) ->
     assert default.size >= {"vesal": 110, "spider": 226, "fastcleverseg": 20}[source]
     above = {name: round(c, 1) for name, c in changes.items() if c > 3.0}
     assert above.keys() == ABOVE_TARGET[source].keys(), f"{source}: discs moved more than 3 grey levels: {above}"
+    for name, measured in ABOVE_TARGET[source].items():
+        assert changes[name] <= measured + 1.0, f"{source} disc {name} moved {changes[name]:.1f} (was {measured})"
     assert float(np.median(default)) <= 0.3
     as_drawn = np.array(list(_changes(source, _mask_as_drawn).values()))
     original = np.array(list(_changes(source, _original).values()))
@@ -165,7 +167,7 @@ def test_peak_difference_stable_on_the_grid_the_node_measures_on(source: str) ->
     """The node measures on the network's 512 x 512 grid: VESAL (256 px) and fastcleverseg (221 px) slices
     are enlarged about twofold there, SPIDER's (512 x 640) shrunk to 0.8, so a one-pixel change is half a
     native pixel or 1.25 of one. Measured, registered / as drawn: vesal 110 / 108 of 110 within 3 grey
-    levels, spider 225 / 213 of 226, fastcleverseg 20 / 19 of 20; the same single exception."""
+    levels, spider 225 / 214 of 226, fastcleverseg 20 / 19 of 20; the same single exception (4.4 levels)."""
     changes: dict[str, float] = {}
     as_drawn: list[float] = []
     for name, img, m in _cases(source):

@@ -61,6 +61,20 @@ def test_peak_difference_is_continuous_when_three_populations_trade_places() -> 
     assert diffs[-1] < diffs[0] - 15  # the middle population does pull the pair in, gradually
 
 
+def test_a_sparse_tail_is_not_a_peak_but_a_small_population_is() -> None:
+    """A dark disc (main population at 22, a shoulder at 50) with a flat bright tail spread over 120-250: as the
+    tail grows from 3 % to 12 % of the pixels its ends never count as a peak (without the end-mass discount
+    the difference jumped from 11 to 113 levels over that range; SPIDER's collapsed L5/S1 of patient 209 has
+    such a tail). A bright population of the same size concentrated at 180 is read once it holds about 7 %."""
+    base = np.concatenate([_population(22, 6, 900), _population(50, 10, 100)])
+    diffs = [sig.robust_peaks(np.concatenate([base, np.linspace(120, 250, n).round().astype(np.uint8)])).difference
+             for n in range(30, 131, 10)]
+    assert max(diffs) - min(diffs) < 1.0, diffs
+    assert max(diffs) < 20
+    bright = [sig.robust_peaks(np.concatenate([base, _population(180, 5, n)])).difference for n in (80, 120, 200)]
+    assert bright == pytest.approx([158.0] * 3, abs=2.0)
+
+
 @pytest.mark.parametrize("share", [0.25, 0.35])
 @pytest.mark.parametrize(("sep", "sd"), [(20, 2), (20, 4), (30, 4), (30, 6), (40, 6)])
 def test_minor_population_of_a_quarter_recovered_within_2(share: float, sep: float, sd: float) -> None:

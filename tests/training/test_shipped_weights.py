@@ -120,7 +120,7 @@ def test_shipped_weights_on_vesal_lumbar_discs_match_the_model_card() -> None:
 
 def test_delta_si_from_the_node_segmentation_tracks_the_radiologists_grades() -> None:
     """End to end on the 30 SPIDER central slices (bench/spider_delta_si_network.py): ΔSI from the network's
-    own disc and CSF masks against the Pfirrmann grades. Measured -0.68 (all) / -0.81 (held out); -0.52 when
+    own disc and CSF masks against the Pfirrmann grades. Measured -0.71 (all) / -0.81 (held out); -0.52 when
     the CSF reference took the main peak of a sac that is mostly cord."""
     import importlib.util
     import sys
