@@ -147,7 +147,7 @@ def stability() -> list[tuple[str, str, int, float, float, float, float]]:
     rows = []
     fns = {
         "default": lambda img, m: sig.registered_disc_peaks(img, m).difference,
-        "default read on the mask as drawn (before session 9)": lambda img, m: sig.disc_peaks(img[m], sig.disc_weights(m)).difference,
+        "default read-out on the mask as drawn (no registration)": lambda img, m: sig.disc_peaks(img[m], sig.disc_weights(m)).difference,
         "bianque2022": lambda img, m: sig.original_peaks(img[m]).difference,
     }
     for source, cases in _real_discs().items():
@@ -229,13 +229,13 @@ def main(argv: list[str] | None = None) -> int:
             "The default method registers each disc's outline to the image before it reads the histogram",
             "(quantitation/outline_registration.py: each half of the outline moves by whole pixels, up to 4, to the",
             "ring that is dark and has brighter tissue outside it), so a mask one pixel smaller or larger reads the",
-            "same pixels. The read-out itself (depth-weighted histogram without saturated 0/255 values, Gaussian",
-            "smoothing sigma 5, soft peak pair with a capped Newton step) is unchanged; read on the mask as drawn",
-            "it moved 20 of the 356 discs by more than 3 levels. The one disc still above 3 levels (SPIDER patient",
-            "209's collapsed, steeply tilted L5/S1, named in tests/quantitation/test_real_data_stability.py) has a",
-            "small bright tail on which every read-out tried is fragile; the node flags it. Candidates evaluated and",
-            "the independent checks (one-pixel translations, the network's masks against the annotators'):",
-            "quantitation/README.md.",
+            "same pixels. The read-out (depth-weighted histogram without saturated 0/255 values, Gaussian smoothing",
+            "sigma 5, soft peak pair whose ends are discounted where little of the disc lies near them, capped",
+            "Newton step) on the masks as drawn moves 20 of the 356 discs by more than 3 levels. The one disc still",
+            "above 3 levels with the registration (SPIDER patient 209's collapsed, steeply tilted L5/S1, named in",
+            "tests/quantitation/test_real_data_stability.py) has two competing dark lines around it; the node flags",
+            "it. Candidates evaluated and the independent checks (one-pixel translations, two-pixel changes, the",
+            "network's grid, the network's masks against the annotators'): quantitation/README.md.",
             "",
         ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

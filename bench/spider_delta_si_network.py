@@ -140,8 +140,8 @@ def report(rows: list[Row], weights_sha: str) -> str:
                   f"| all measured | {len(measured)} | {np.median(width):.1f} | {_rho(pairs(measured, 'dsi_network'))} |"]
         for name, subset in (("flagged", flagged), ("not flagged", [r for r in measured if not r.outline_sensitive])):
             w = [r.outline_range[1] - r.outline_range[0] for r in subset]
-            lines.append(f"| {name} | {len(subset)} | {np.median(w) if w else float('nan'):.1f} | "
-                         f"{_rho(pairs(subset, 'dsi_network'))} |")
+            lines.append(f"| {name} | {len(subset)} | {f'{np.median(w):.1f}' if w else '-'} | "
+                         f"{_rho(pairs(subset, 'dsi_network')) if subset else '-'} |")
     missing = [r for r in rows if r.dsi_network is None]
     if missing:
         lines += ["", "Not measured: " + "; ".join(f"patient {r.patient} {LEVEL_NAME[r.ivd]} ({r.reason})"
