@@ -140,7 +140,7 @@ def _crop(img: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The disc with room for the outline registration around its mask grown by one pixel."""
     c = crop(m, REGISTRATION_REACH_PX + 3)
     assert c is not None
-    return img[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]], c.mask
+    return img[c.box], c.mask
 
 
 def stability() -> list[tuple[str, str, int, float, float, float, float]]:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from quantitation import grade_group  # noqa: E402
 from quantitation import signal_intensity as sig  # noqa: E402
+from quantitation.masks import crop  # noqa: E402
 from quantitation.outline_registration import REGISTRATION_REACH_PX  # noqa: E402
 
 DISC, CANAL = 29, 150
@@ -57,10 +58,8 @@ def _discs(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def _crop(img: np.ndarray, m: np.ndarray, margin: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.nonzero(m)
-    r0, c0 = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
-    r1, c1 = rows.max() + margin + 1, cols.max() + margin + 1
-    return img[r0:r1, c0:c1], m[r0:r1, c0:c1]
+    c = crop(m, margin)
+    return img[c.box], c.mask
 
 
 def _csf_in_canal(img: np.ndarray, canal: np.ndarray) -> np.ndarray:

@@ -20,6 +20,11 @@ class Crop:
     r0: int
     c0: int
 
+    @property
+    def box(self) -> tuple[slice, slice]:
+        """The crop's rows and columns on the full grid: ``image[crop.box]`` is the image under ``mask``."""
+        return slice(self.r0, self.r0 + self.mask.shape[0]), slice(self.c0, self.c0 + self.mask.shape[1])
+
 
 def crop(mask: BoolArray, margin: int) -> Crop | None:
     """Bounding box of a mask plus ``margin`` pixels (clipped), or None for an empty mask."""
@@ -40,7 +45,7 @@ def fill_holes(mask: BoolArray) -> BoolArray:
     out = np.zeros_like(mask)
     if c is None:
         return out
-    out[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]] = ndimage.binary_fill_holes(c.mask)
+    out[c.box] = ndimage.binary_fill_holes(c.mask)
     return out
 
 

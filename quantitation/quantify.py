@@ -207,20 +207,19 @@ def _reference_level(mask: BoolArray, grey: NDArray[np.uint8], m: Method, *, bri
         return float(sig.original_mode(grey[mask]))
     c = crop(mask, 1)
     assert c is not None
-    window = grey[c.r0 : c.r0 + c.mask.shape[0], c.c0 : c.c0 + c.mask.shape[1]]
+    window = grey[c.box]
     level = sig.bright_class_level if bright_class else sig.robust_level
     return level(window[c.mask], weights=sig.rim_weights(c.mask))
 
 
 # classes a disc's outline may not grow into when it is registered to the image (default method)
-_NO_GROWTH = np.zeros(256, dtype=bool)
-_NO_GROWTH[[lab.CSF, lab.FAT, *lab.DISC_CLASS.values()]] = True
+_NO_GROWTH_CLASSES = (lab.CSF, lab.FAT, *lab.DISC_CLASS.values())
 
 
 def _region_peaks(window: NDArray[np.uint8], mask: BoolArray, m: Method, room: BoolArray | None) -> sig.Peaks:
     if m is Method.BIANQUE2022:
         return sig.original_peaks(window[mask])  # row-major order within the crop = within the image
-    return sig.registered_disc_peaks(window, mask, None if room is None else room | mask)
+    return sig.registered_disc_peaks(window, mask, room)  # the mask itself is always room
 
 
 def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method, labels: NDArray[np.integer]
@@ -231,9 +230,8 @@ def _disc_signal(mask: BoolArray, grey: NDArray[np.uint8], m: Method, labels: ND
     not into the CSF, the presacral fat or another disc."""
     c = crop(mask, 2 if m is Method.BIANQUE2022 else REGISTRATION_REACH_PX + 3)
     assert c is not None
-    rows, cols = slice(c.r0, c.r0 + c.mask.shape[0]), slice(c.c0, c.c0 + c.mask.shape[1])
-    window = grey[rows, cols]
-    room = None if m is Method.BIANQUE2022 else ~_NO_GROWTH[np.clip(labels[rows, cols], 0, 255)] | c.mask
+    window = grey[c.box]
+    room = None if m is Method.BIANQUE2022 else ~np.isin(labels[c.box], _NO_GROWTH_CLASSES) | c.mask
     peaks = _region_peaks(window, c.mask, m, room)
     changed: list[float] = []
     for other in (ndimage.binary_erosion(c.mask), ndimage.binary_dilation(c.mask)):

@@ -234,7 +234,13 @@ def disc_weights(mask: NDArray[np.bool_], share: float = DISC_RAMP_SHARE) -> NDA
     dist = _inside_distance(mask)
     if dist.size == 0:
         return dist
-    return np.clip((dist - 0.5) / (share * (dist.max() - 0.5)), 0.0, 1.0)  # d >= 1 inside a mask
+    return _depth_ramp(dist, share)  # d >= 1 inside a mask
+
+
+def _depth_ramp(depth: NDArray[np.float64], share: float = DISC_RAMP_SHARE) -> NDArray[np.float64]:
+    """(depth - 0.5) / (share * (max depth - 0.5)), capped at 0 and 1: full weight from ``share`` of the
+    deepest pixel's depth on (``disc_weights``, ``registered_disc_peaks``)."""
+    return np.clip((depth - 0.5) / (share * (depth.max() - 0.5)), 0.0, 1.0)
 
 
 def disc_peaks(values: NDArray[np.uint8], weights: NDArray[np.float64] | None = None) -> Peaks:
@@ -258,9 +264,7 @@ def registered_disc_peaks(
     beyond the mask; ``allowed`` limits where the outline may grow."""
     outline = register_outline(image, mask, allowed=allowed)
     inside = outline.membership > 0
-    depth = outline.depth[inside]
-    ramp = np.clip((depth - 0.5) / (DISC_RAMP_SHARE * (depth.max() - 0.5)), 0.0, 1.0)
-    return disc_peaks(image[inside], outline.membership[inside] * ramp)
+    return disc_peaks(image[inside], outline.membership[inside] * _depth_ramp(outline.depth[inside]))
 
 
 def delta_si(difference: float, reference: float) -> float:

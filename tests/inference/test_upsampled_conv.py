@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from inference.fuse import fold_batchnorm
-from inference.model import build_model
+from inference.model import build_model, factored_copy
 from inference.upsampled_conv import conv_of_upsampled, phase_kernel
 
 
@@ -108,9 +106,7 @@ def test_network_output_unchanged(variant: str, shape: tuple[int, ...], folded: 
     keys = list(net.state_dict())
     with torch.inference_mode():
         want = net(x)
-        factored = copy.deepcopy(net)
-        factored.classifier.factored_fusion = True
-        factored.classifier.factored_min_factor = min_factor
+        factored = factored_copy(net, min_factor)
         got = factored(x)
     assert list(factored.state_dict()) == keys and not any("phase_kernel" in k for k in keys)
     for s in (2, 4, 8):  # the head's kernels, held as non-persistent buffers

@@ -34,6 +34,7 @@ from scipy import io, ndimage
 
 from quantitation import quantify_slice
 from quantitation import signal_intensity as sig
+from quantitation.masks import crop
 from quantitation.outline_registration import REGISTRATION_REACH_PX
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -90,10 +91,8 @@ _MARGIN = REGISTRATION_REACH_PX + 3  # room for the registration around the mask
 
 
 def _crop(img: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.nonzero(m)
-    r0, r1 = max(rows.min() - _MARGIN, 0), rows.max() + _MARGIN + 1
-    c0, c1 = max(cols.min() - _MARGIN, 0), cols.max() + _MARGIN + 1
-    return img[r0:r1, c0:c1], m[r0:r1, c0:c1]
+    c = crop(m, _MARGIN)
+    return img[c.box], c.mask
 
 
 def _default(img: np.ndarray, m: np.ndarray) -> float:

@@ -161,6 +161,7 @@ def test_delta_si_from_the_network_masks_agrees_with_the_annotated_masks() -> No
     from inference.weights_io import load_weights
     from quantitation import signal_intensity as sig
     from quantitation.labels import DISC_CLASS
+    from quantitation.masks import crop
     from quantitation.outline_registration import REGISTRATION_REACH_PX
 
     root = DATA / "vesal_sag_t2"
@@ -170,10 +171,6 @@ def test_delta_si_from_the_network_masks_agrees_with_the_annotated_masks() -> No
     loaded = load_weights(WEIGHTS)
     model = loaded.model.float().eval()
     margin = REGISTRATION_REACH_PX + 3
-
-    def window(img: np.ndarray, m: np.ndarray, box: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
-        return img[box], m[box]
-
     registered, as_drawn = [], []
     for f in sorted((root / "masks").glob("*.npy")):
         img = np.array(Image.open(root / "images" / f"{f.stem}.png").convert("L"))
@@ -188,10 +185,8 @@ def test_delta_si_from_the_network_masks_agrees_with_the_annotated_masks() -> No
                 net = labels == cls
                 if net.sum() < 30 or (net & annotated).sum() <= 0.5 * net.sum():
                     continue
-                rows, cols = np.nonzero(annotated | net)
-                box = (slice(max(rows.min() - margin, 0), rows.max() + margin + 1),
-                       slice(max(cols.min() - margin, 0), cols.max() + margin + 1))
-                pair = [window(img, m, box) for m in (annotated, net)]
+                box = crop(annotated | net, margin).box
+                pair = [(img[box], m[box]) for m in (annotated, net)]
                 reg = [sig.registered_disc_peaks(i, m).difference for i, m in pair]
                 raw = [sig.disc_peaks(i[m], sig.disc_weights(m)).difference for i, m in pair]
                 registered.append(abs(reg[0] - reg[1]))
